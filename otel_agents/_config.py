@@ -1,0 +1,158 @@
+"""``init()`` settings: explicit arguments, else environment variables, else defaults.
+
+Invalid input raises ``ValueError`` naming where the value came from (the argument or the
+variable), the value itself and what is expected, so a typo in a deployment fails loudly at
+start-up instead of silently disabling telemetry.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Final
+from urllib.parse import urlsplit
+
+ENV_SERVICE_NAME: Final = "OTEL_SERVICE_NAME"
+ENV_OTLP_ENDPOINT: Final = "OTEL_EXPORTER_OTLP_ENDPOINT"
+ENV_METRICS_PORT: Final = "OTEL_AGENTS_METRICS_PORT"
+ENV_SILENCE_TIMEOUT: Final = "OTEL_AGENTS_SILENCE_TIMEOUT"
+ENV_CAPTURE_MESSAGES: Final = "OTEL_AGENTS_CAPTURE_MESSAGES"
+ENV_SDK_DISABLED: Final = "OTEL_SDK_DISABLED"
+
+DEFAULT_SERVICE_NAME: Final = "livekit-agent"
+DEFAULT_SILENCE_TIMEOUT: Final = 8.0
+
+_TRUE: Final = frozenset({"1", "true", "yes", "on"})
+_FALSE: Final = frozenset({"0", "false", "no", "off", ""})
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    service_name: str
+    otlp_endpoint: str | None
+    metrics_port: int | None
+    metrics_host: str
+    silence_timeout: float
+    capture_messages: bool
+
+
+def _bad(source: str, value: object, expected: str) -> ValueError:
+    return ValueError(f"otel_agents: invalid {source}={value!r}: expected {expected}")
+
+
+def parse_bool(source: str, raw: str) -> bool:
+    value = raw.strip().lower()
+    if value in _TRUE:
+        return True
+    if value in _FALSE:
+        return False
+    raise _bad(source, raw, "true or false")
+
+
+def parse_port(source: str, raw: object) -> int:
+    if isinstance(raw, bool):
+        raise _bad(source, raw, "a TCP port number from 1 to 65535")
+    try:
+        port = int(raw.strip()) if isinstance(raw, str) else raw
+    except ValueError:
+        port = None
+    if not isinstance(port, int) or not 1 <= port <= 65535:
+        raise _bad(source, raw, "a TCP port number from 1 to 65535")
+    return port
+
+
+def parse_seconds(source: str, raw: object, *, allow_zero: bool = False) -> float:
+    expected = "a non-negative number of seconds" if allow_zero else "a positive number of seconds"
+    if isinstance(raw, bool):
+        raise _bad(source, raw, expected)
+    try:
+        seconds = float(raw.strip()) if isinstance(raw, str) else float(raw)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        raise _bad(source, raw, expected + ", e.g. 8.0") from None
+    if not math.isfinite(seconds) or seconds < 0 or (seconds == 0 and not allow_zero):
+        raise _bad(source, raw, expected)
+    return seconds
+
+
+def parse_endpoint(source: str, raw: object) -> str:
+    expected = "an http:// or https:// URL with a host, e.g. http://127.0.0.1:4318"
+    if not isinstance(raw, str):
+        raise _bad(source, raw, expected)
+    value = raw.strip()
+    try:
+        parts = urlsplit(value)
+        port = parts.port  # raises ValueError when out of range or not a number
+    except ValueError:
+        raise _bad(source, raw, expected) from None
+    if parts.scheme not in ("http", "https") or not parts.hostname or parts.query or parts.fragment:
+        raise _bad(source, raw, expected)
+    if port is not None and port == 0:
+        raise _bad(source, raw, expected)
+    return value.rstrip("/")
+
+
+def sdk_disabled(env: Mapping[str, str] = os.environ) -> bool:
+    raw = env.get(ENV_SDK_DISABLED)
+    return raw is not None and parse_bool(ENV_SDK_DISABLED, raw)
+
+
+def resolve(
+    *,
+    service_name: str | None,
+    otlp_endpoint: str | None,
+    metrics_port: int | None,
+    metrics_host: str,
+    silence_timeout: float | None,
+    capture_messages: bool | None,
+    env: Mapping[str, str] = os.environ,
+) -> Settings:
+    """Merge arguments, environment and defaults into validated settings."""
+    if service_name is None:
+        service_name = env.get(ENV_SERVICE_NAME) or DEFAULT_SERVICE_NAME
+    elif not isinstance(service_name, str) or not service_name.strip():
+        raise _bad("service_name", service_name, "a non-empty string")
+
+    endpoint: str | None
+    if otlp_endpoint is not None:
+        endpoint = parse_endpoint("otlp_endpoint", otlp_endpoint)
+    elif env.get(ENV_OTLP_ENDPOINT):
+        endpoint = parse_endpoint(ENV_OTLP_ENDPOINT, env[ENV_OTLP_ENDPOINT])
+    else:
+        endpoint = None
+
+    port: int | None
+    if metrics_port is not None:
+        port = parse_port("metrics_port", metrics_port)
+    elif env.get(ENV_METRICS_PORT):
+        port = parse_port(ENV_METRICS_PORT, env[ENV_METRICS_PORT])
+    else:
+        port = None
+
+    if not isinstance(metrics_host, str) or not metrics_host.strip():
+        raise _bad("metrics_host", metrics_host, "a host name or IP address")
+
+    if silence_timeout is not None:
+        timeout = parse_seconds("silence_timeout", silence_timeout)
+    elif env.get(ENV_SILENCE_TIMEOUT):
+        timeout = parse_seconds(ENV_SILENCE_TIMEOUT, env[ENV_SILENCE_TIMEOUT])
+    else:
+        timeout = DEFAULT_SILENCE_TIMEOUT
+
+    if capture_messages is None:
+        raw = env.get(ENV_CAPTURE_MESSAGES)
+        capture = True if raw is None else parse_bool(ENV_CAPTURE_MESSAGES, raw)
+    elif isinstance(capture_messages, bool):
+        capture = capture_messages
+    else:
+        raise _bad("capture_messages", capture_messages, "True or False")
+
+    return Settings(
+        service_name=service_name,
+        otlp_endpoint=endpoint,
+        metrics_port=port,
+        metrics_host=metrics_host.strip(),
+        silence_timeout=timeout,
+        capture_messages=capture,
+    )

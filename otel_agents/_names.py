@@ -1,0 +1,97 @@
+"""Every metric, label, span, attribute and log-field name otel-agents emits.
+
+Dashboards, alert rules and users depend on these strings (DESIGN.md sections 6 and 7):
+change one only together with everything that uses it. ``tests/test_names.py`` freezes them.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+PREFIX: Final = "otel_agents"
+
+# --- Prometheus metric names (section 6). Counters carry ``_total``. ---------------------------
+ATTEMPT_FAILURES: Final = "otel_agents_attempt_failures_total"
+QUOTA_ERRORS: Final = "otel_agents_quota_errors_total"
+TERMINAL_ERRORS: Final = "otel_agents_terminal_errors_total"
+MASKED_FAILURES: Final = "otel_agents_masked_failures_total"
+REQUESTS: Final = "otel_agents_requests_total"
+INTERNAL_ERRORS: Final = "otel_agents_internal_errors_total"
+
+# --- label names -------------------------------------------------------------------------------
+L_COMPONENT: Final = "component"
+L_PROVIDER: Final = "provider"
+L_ERROR_CLASS: Final = "error_class"
+L_ROOT_CAUSE: Final = "root_cause"
+L_FIRST_ROOT_CAUSE: Final = "first_root_cause"
+L_FINAL: Final = "final"
+L_QUOTA_TYPE: Final = "quota_type"
+L_QUOTA_CATEGORY: Final = "quota_category"
+L_TERMINAL: Final = "terminal"
+L_OUTCOME: Final = "outcome"
+L_WHERE: Final = "where"
+
+# --- closed label value sets -------------------------------------------------------------------
+OTHER: Final = "other"
+UNKNOWN: Final = "unknown"
+COMPONENTS: Final = ("llm", "stt", "tts", "realtime", "interruption")
+ERROR_CLASSES: Final = (
+    "quota_exhausted",
+    "rate_limited",
+    "auth",
+    "bad_request",
+    "server_error",
+    "timeout",
+    "connection",
+    "cancelled",
+    "internal",
+    "unknown",
+)
+OUTCOMES: Final = ("ok", "failed")
+# Quota types the gateway uses (``quota_type`` in its 429 body).
+QUOTA_TYPES: Final = ("llm", "stt", "tts", "bargein")
+# Gateway quota categories (agent-gateway pkg/quota, as quoted in livekit/agents PR #6012).
+QUOTA_CATEGORIES: Final = (
+    "MaxGatewayCredits",
+    "MaxBargeInRequests",
+    "MaxConcurrentGatewayLLMRpm",
+    "MaxConcurrentGatewayLLMTpm",
+    "MaxConcurrentGatewaySTT",
+    "MaxConcurrentGatewayTTS",
+    "MaxBargeInRPM",
+)
+# Where a contained internal failure happened (``otel_agents_internal_errors_total{where}``).
+WHERE: Final = (
+    "attempt_hook",
+    "request_hook",
+    "classify",
+    "export_span",
+    "export_log",
+    "export_metrics",
+    "instrument",
+)
+# Open labels keep at most this many distinct values per process; the rest fold into "other".
+OPEN_LABEL_LIMIT: Final = 32
+
+# --- span names and attributes (section 7) -----------------------------------------------------
+SPAN_ATTEMPT_FAILED: Final = "otel_agents.attempt_failed"
+A_COMPONENT: Final = "otel_agents.component"
+A_PROVIDER: Final = "otel_agents.provider"
+A_ATTEMPT: Final = "otel_agents.attempt"
+A_FINAL: Final = "otel_agents.final"
+A_ERROR_TYPE: Final = "error.type"
+A_ERROR_CLASS: Final = "otel_agents.error_class"
+A_ROOT_CAUSE_TYPE: Final = "otel_agents.root_cause.type"
+A_ROOT_CAUSE_MESSAGE: Final = "otel_agents.root_cause.message"
+A_FIRST_ROOT_CAUSE_TYPE: Final = "otel_agents.first_root_cause.type"
+A_MASKED: Final = "otel_agents.masked"
+A_TERMINAL: Final = "otel_agents.terminal"
+A_QUOTA_TYPE: Final = "otel_agents.quota.type"
+A_QUOTA_CATEGORY: Final = "otel_agents.quota.category"
+A_QUOTA_HINT: Final = "otel_agents.quota.hint"
+A_QUOTA_REMAINING: Final = "otel_agents.quota.remaining_limit"
+A_STATUS_CODE: Final = "http.response.status_code"
+
+# --- structured log records (logger ``otel_agents``) -------------------------------------------
+LOGGER_NAME: Final = "otel_agents"
+LOG_ATTEMPT_FAILED: Final = "attempt_failed"

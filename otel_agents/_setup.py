@@ -1,0 +1,256 @@
+"""``init()`` and ``shutdown()``: the one-call setup of DESIGN.md section 3."""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import threading
+import time
+import warnings
+from dataclasses import dataclass, field
+from typing import Any
+
+from opentelemetry import trace
+from opentelemetry.metrics import MeterProvider
+from opentelemetry.trace import TracerProvider
+
+from . import _config, _hooks
+from . import _names as n
+from ._metrics import get_metrics
+from ._record import Recorder
+
+logger = logging.getLogger(n.LOGGER_NAME)
+
+#: the OTLP exporters' own per-request timeout: export runs on the SDK's worker threads, never
+#: on the event loop, and a black-hole collector costs at most this per batch
+EXPORT_TIMEOUT_S = 5.0
+
+
+@dataclass
+class _State:
+    settings: _config.Settings
+    tracer_provider: TracerProvider | None
+    meter_provider: MeterProvider | None
+    owned: list[Any] = field(default_factory=list)  # providers we created and must shut down
+    server: Any = None
+
+
+_state: _State | None = None
+_lock = threading.Lock()
+
+
+def _version() -> str:
+    try:
+        from importlib.metadata import version
+
+        return version("otel-agents")
+    except Exception:
+        return "0"
+
+
+def init(
+    *,
+    service_name: str | None = None,
+    otlp_endpoint: str | None = None,
+    metrics_port: int | None = None,
+    metrics_host: str = "127.0.0.1",
+    silence_timeout: float | None = None,
+    capture_messages: bool | None = None,
+    tracer_provider: TracerProvider | None = None,
+    meter_provider: MeterProvider | None = None,
+) -> None:
+    """Start recording every failed provider attempt of LiveKit Agents.
+
+    Call it once, at the top of the agent module, before models and sessions are built (livekit
+    re-imports that module in every job process, so each process runs it).
+
+    Args:
+        service_name: ``service.name`` of the traces; else ``OTEL_SERVICE_NAME``, else
+            ``"livekit-agent"``.
+        otlp_endpoint: OTLP/HTTP base URL (``http://collector:4318``); else
+            ``OTEL_EXPORTER_OTLP_ENDPOINT``. When set, traces (batched) and metrics go there.
+        metrics_port: serve Prometheus ``/metrics`` on this port (main process only); else
+            ``OTEL_AGENTS_METRICS_PORT``; unset, no server is started (livekit's own
+            ``prometheus_port`` or the ``otel-agents sidecar`` serve the metrics).
+        metrics_host: the address that server binds; loopback unless asked.
+        silence_timeout: seconds a user turn may wait before it counts as unanswered; else
+            ``OTEL_AGENTS_SILENCE_TIMEOUT``, else 8.
+        capture_messages: put redacted, truncated error messages on spans and logs; else
+            ``OTEL_AGENTS_CAPTURE_MESSAGES``, else true.
+        tracer_provider: send spans (ours and livekit's) to this provider instead.
+        meter_provider: also send the metrics, as OTel metrics, to this provider. Never set as
+            the global provider: livekit owns that one.
+
+    A second call warns and does nothing. ``OTEL_SDK_DISABLED=true`` makes it a no-op. It never
+    raises because a backend is unreachable; it raises ``ValueError`` for invalid settings.
+    """
+    global _state
+    with _lock:
+        if _state is not None:
+            warnings.warn(
+                "otel_agents.init() was already called; this call does nothing",
+                RuntimeWarning,
+                stacklevel=2,
+            )
+            return
+        if _config.sdk_disabled():
+            logger.info("otel_agents disabled by %s", _config.ENV_SDK_DISABLED)
+            return
+        settings = _config.resolve(
+            service_name=service_name,
+            otlp_endpoint=otlp_endpoint,
+            metrics_port=metrics_port,
+            metrics_host=metrics_host,
+            silence_timeout=silence_timeout,
+            capture_messages=capture_messages,
+        )
+        state = _State(settings, tracer_provider, meter_provider)
+        metrics = get_metrics()
+        if state.tracer_provider is None and settings.otlp_endpoint:
+            state.tracer_provider = _otlp_tracer_provider(settings)
+            state.owned.append(state.tracer_provider)
+        if state.meter_provider is None and settings.otlp_endpoint:
+            state.meter_provider = _otlp_meter_provider(settings)
+            state.owned.append(state.meter_provider)
+
+        tracer = None
+        provider = state.tracer_provider
+        if provider is None and not isinstance(
+            trace.get_tracer_provider(), trace.ProxyTracerProvider | trace.NoOpTracerProvider
+        ):
+            provider = trace.get_tracer_provider()  # the host configured a global SDK provider
+        if provider is not None:
+            tracer = provider.get_tracer("otel_agents", _version())
+            if state.tracer_provider is not None:
+                from livekit.agents.telemetry import set_tracer_provider
+
+                # livekit captured the global provider at import: hand it ours explicitly
+                set_tracer_provider(state.tracer_provider)
+        if state.meter_provider is not None:
+            metrics.mirror_to(state.meter_provider.get_meter("otel_agents", _version()))
+
+        _hooks.instrument(Recorder(metrics, tracer, settings.capture_messages))
+        if settings.metrics_port is not None:
+            state.server = _start_metrics_server(settings)
+        _state = state
+
+
+def shutdown(timeout: float = 2.0) -> None:
+    """Flush and stop. Returns within ``timeout`` seconds even when the collector is down.
+
+    Providers passed to ``init()`` are flushed but left running (they belong to the caller);
+    the ones ``init()`` created are shut down. ``init()`` may be called again afterwards.
+    """
+    global _state
+    timeout = _config.parse_seconds("timeout", timeout, allow_zero=True)
+    deadline = time.monotonic() + timeout
+    with _lock:
+        state, _state = _state, None
+        if state is None:
+            return
+        _hooks.uninstrument()
+        get_metrics().mirror_to(None)
+        if state.server is not None:
+            _stop_metrics_server(state.server)
+    providers: list[Any] = [p for p in (state.tracer_provider, state.meter_provider) if p]
+
+    def flush_and_close() -> None:
+        for provider in providers:
+            remaining_ms = max(0, int((deadline - time.monotonic()) * 1000))
+            try:
+                provider.force_flush(timeout_millis=remaining_ms)
+            except Exception:
+                logger.debug("otel_agents: flush failed", exc_info=False)
+        for provider in state.owned:
+            try:
+                provider.shutdown()
+            except Exception:
+                logger.debug("otel_agents: provider shutdown failed", exc_info=False)
+
+    # A black-hole collector can hold an exporter for its whole timeout: run the flush on a
+    # daemon thread and stop waiting at the deadline.
+    worker = threading.Thread(target=flush_and_close, name="otel_agents.shutdown", daemon=True)
+    worker.start()
+    worker.join(max(0.0, deadline - time.monotonic()))
+    if worker.is_alive():
+        logger.warning("otel_agents: shutdown timed out after %.1fs; telemetry dropped", timeout)
+
+
+def settings() -> _config.Settings | None:
+    """The settings in force, or ``None`` before ``init()``."""
+    return _state.settings if _state is not None else None
+
+
+def _resource(settings: _config.Settings) -> Any:
+    from opentelemetry.sdk.resources import Resource
+
+    return Resource.create({"service.name": settings.service_name})
+
+
+def _otlp_tracer_provider(settings: _config.Settings) -> TracerProvider:
+    from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+    from opentelemetry.sdk.trace import TracerProvider as SdkTracerProvider
+    from opentelemetry.sdk.trace.export import BatchSpanProcessor
+
+    provider = SdkTracerProvider(resource=_resource(settings))
+    exporter = OTLPSpanExporter(
+        endpoint=f"{settings.otlp_endpoint}/v1/traces", timeout=EXPORT_TIMEOUT_S
+    )
+    # bounded queue: with the collector down, spans are dropped rather than piling up
+    provider.add_span_processor(
+        BatchSpanProcessor(exporter, max_queue_size=2048, export_timeout_millis=5000)
+    )
+    return provider
+
+
+def _otlp_meter_provider(settings: _config.Settings) -> MeterProvider:
+    from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter
+    from opentelemetry.sdk.metrics import MeterProvider as SdkMeterProvider
+    from opentelemetry.sdk.metrics.export import PeriodicExportingMetricReader
+
+    exporter = OTLPMetricExporter(
+        endpoint=f"{settings.otlp_endpoint}/v1/metrics", timeout=EXPORT_TIMEOUT_S
+    )
+    reader = PeriodicExportingMetricReader(
+        exporter, export_interval_millis=15_000, export_timeout_millis=5_000
+    )
+    return SdkMeterProvider(resource=_resource(settings), metric_readers=[reader])
+
+
+def _start_metrics_server(settings: _config.Settings) -> Any:
+    # Job processes (forkserver children) must not bind: the worker's main process serves
+    # every process's metrics (livekit-internals.md section 3.3).
+    if multiprocessing.parent_process() is not None:
+        return None
+    import os
+
+    from prometheus_client import REGISTRY, CollectorRegistry, start_http_server
+
+    registry: Any = REGISTRY
+    if "PROMETHEUS_MULTIPROC_DIR" in os.environ:
+        from prometheus_client import multiprocess
+
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+    assert settings.metrics_port is not None
+    try:
+        return start_http_server(settings.metrics_port, settings.metrics_host, registry)
+    except OSError as exc:
+        # a taken port must not take the agent down with it
+        logger.error(
+            "otel_agents: cannot serve /metrics on %s:%d: %s",
+            settings.metrics_host,
+            settings.metrics_port,
+            exc,
+        )
+        return None
+
+
+def _stop_metrics_server(server: Any) -> None:
+    try:
+        httpd, thread = server
+        httpd.shutdown()
+        httpd.server_close()
+        thread.join(1.0)
+    except Exception:
+        pass

@@ -1,0 +1,262 @@
+"""init() and shutdown(): idempotence, OTEL_SDK_DISABLED, providers, OTLP export, bounded
+shutdown with the collector down or a black hole."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import threading
+import time
+from collections.abc import Iterator
+
+import pytest
+from aiohttp import web
+from livekit.agents import APIConnectionError, llm
+from livekit.agents.types import APIConnectOptions
+from opentelemetry import metrics as otel_metrics
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+from prometheus_client import REGISTRY
+
+import otel_agents
+from otel_agents import _hooks
+from otel_agents import _names as n
+
+from conftest import reset_metrics
+from scripted import ScriptedLLM, ssl_connection_error
+
+
+@pytest.fixture
+def clean() -> Iterator[None]:
+    reset_metrics()
+    otel_agents.shutdown()
+    yield
+    otel_agents.shutdown()
+
+
+async def fail_once(model: ScriptedLLM) -> None:
+    """One request with no retry: one failed attempt, final."""
+    ctx = llm.ChatContext.empty()
+    with pytest.raises(APIConnectionError):
+        async for _ in model.chat(chat_ctx=ctx, conn_options=APIConnectOptions(max_retry=0)):
+            pass
+
+
+def failures() -> float:
+    total = 0.0
+    for metric in REGISTRY.collect():
+        for s in metric.samples:
+            if s.name == n.ATTEMPT_FAILURES:
+                total += s.value
+    return total
+
+
+@pytest.mark.asyncio
+@pytest.mark.usefixtures("clean")
+async def test_second_init_warns_and_changes_nothing() -> None:
+    otel_agents.init()
+    recorder = _hooks._recorder
+    with pytest.warns(RuntimeWarning, match="already called"):
+        otel_agents.init(capture_messages=False)
+    assert _hooks._recorder is recorder
+    assert recorder is not None
+    assert recorder.capture_messages is True
+
+
+@pytest.mark.asyncio
+@pytest.mark.usefixtures("clean")
+async def test_sdk_disabled_makes_init_a_no_op(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OTEL_SDK_DISABLED", "true")
+    otel_agents.init()
+    assert not _hooks.is_instrumented()
+    await fail_once(ScriptedLLM([ssl_connection_error]))
+    assert failures() == 0
+
+
+@pytest.mark.usefixtures("clean")
+def test_invalid_env_raises_and_instruments_nothing(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OTEL_AGENTS_SILENCE_TIMEOUT", "abc")
+    with pytest.raises(ValueError, match="OTEL_AGENTS_SILENCE_TIMEOUT='abc'"):
+        otel_agents.init()
+    assert not _hooks.is_instrumented()
+
+
+@pytest.mark.asyncio
+@pytest.mark.usefixtures("clean")
+async def test_shutdown_uninstruments_and_init_again_works() -> None:
+    otel_agents.init()
+    await fail_once(ScriptedLLM([ssl_connection_error]))
+    assert failures() == 1
+    otel_agents.shutdown()
+    # constructors restored; handlers already attached are inert
+    assert llm.LLM.__init__.__name__ == "__init__"
+    assert not hasattr(llm.LLM.__init__, "__wrapped__")
+    await fail_once(ScriptedLLM([ssl_connection_error]))
+    assert failures() == 1
+    otel_agents.init()
+    await fail_once(ScriptedLLM([ssl_connection_error]))
+    assert failures() == 2
+
+
+@pytest.mark.usefixtures("clean")
+def test_meter_provider_is_used_but_never_made_global() -> None:
+    before = otel_metrics.get_meter_provider()
+    reader = InMemoryMetricReader()
+    otel_agents.init(meter_provider=MeterProvider(metric_readers=[reader]))
+    asyncio.run(fail_once(ScriptedLLM([ssl_connection_error])))
+    assert otel_metrics.get_meter_provider() is before
+    data = reader.get_metrics_data()
+    assert data is not None
+    points = {
+        m.name: [(dict(p.attributes or {}), p.value) for p in m.data.data_points]  # type: ignore[union-attr]
+        for rm in data.resource_metrics
+        for sm in rm.scope_metrics
+        for m in sm.metrics
+    }
+    assert points["otel_agents.attempt_failures"] == [
+        (
+            {
+                "component": "llm",
+                "provider": "scripted",
+                "error_class": "connection",
+                "root_cause": "ssl.SSLCertVerificationError",
+                "final": "true",
+            },
+            1,
+        )
+    ]
+    assert points["otel_agents.requests"] == [
+        ({"component": "llm", "provider": "scripted", "outcome": "failed"}, 1)
+    ]
+
+
+class Collector:
+    """An OTLP/HTTP receiver on 127.0.0.1 that keeps the raw protobuf bodies it gets."""
+
+    def __init__(self) -> None:
+        self.bodies: dict[str, list[bytes]] = {"/v1/traces": [], "/v1/metrics": []}
+        self._runner: web.AppRunner | None = None
+        self.url = ""
+
+    async def _receive(self, request: web.Request) -> web.Response:
+        self.bodies[request.path].append(await request.read())
+        return web.Response(body=b"", content_type="application/x-protobuf")
+
+    async def start(self) -> None:
+        app = web.Application()
+        app.router.add_post("/v1/traces", self._receive)
+        app.router.add_post("/v1/metrics", self._receive)
+        self._runner = web.AppRunner(app)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        await site.start()
+        port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        self.url = f"http://127.0.0.1:{port}"
+
+    async def stop(self) -> None:
+        assert self._runner is not None
+        await self._runner.cleanup()
+
+
+@pytest.mark.asyncio
+@pytest.mark.usefixtures("clean")
+async def test_otlp_endpoint_exports_traces_and_metrics() -> None:
+    collector = Collector()
+    await collector.start()
+    try:
+        otel_agents.init(otlp_endpoint=collector.url, service_name="otlp-test")
+        assert otel_metrics.get_meter_provider().__class__.__name__.startswith(
+            ("_Proxy", "NoOp", "_DefaultMeterProvider")
+        )
+        await fail_once(ScriptedLLM([ssl_connection_error]))
+        # export runs on the SDK's threads and posts to our loop's server: flush off-loop
+        await asyncio.get_running_loop().run_in_executor(None, otel_agents.shutdown, 10.0)
+    finally:
+        await collector.stop()
+    traces = b"".join(collector.bodies["/v1/traces"])
+    metrics = b"".join(collector.bodies["/v1/metrics"])
+    assert b"otel_agents.attempt_failed" in traces
+    assert b"ssl.SSLCertVerificationError" in traces
+    assert b"otlp-test" in traces
+    assert b"otel_agents.attempt_failures" in metrics
+
+
+def _closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class BlackHole:
+    """Accepts TCP connections and never answers."""
+
+    def __init__(self) -> None:
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(64)
+        self.port = self.sock.getsockname()[1]
+        self.conns: list[socket.socket] = []
+        self._stop = False
+        self._thread = threading.Thread(target=self._accept, daemon=True)
+        self._thread.start()
+
+    def _accept(self) -> None:
+        self.sock.settimeout(0.1)
+        while not self._stop:
+            try:
+                conn, _ = self.sock.accept()
+                self.conns.append(conn)
+            except OSError:
+                continue
+
+    def close(self) -> None:
+        self._stop = True
+        self._thread.join(1)
+        for c in self.conns:
+            c.close()
+        self.sock.close()
+
+
+@pytest.mark.parametrize("collector", ["closed_port", "black_hole"])
+@pytest.mark.usefixtures("clean")
+def test_shutdown_returns_within_its_timeout_when_the_collector_is_unreachable(
+    collector: str,
+) -> None:
+    hole = BlackHole() if collector == "black_hole" else None
+    port = hole.port if hole else _closed_port()
+    try:
+        otel_agents.init(otlp_endpoint=f"http://127.0.0.1:{port}")  # never raises
+        asyncio.run(fail_once(ScriptedLLM([ssl_connection_error] * 3)))
+        started = time.monotonic()
+        otel_agents.shutdown(timeout=1.0)
+        elapsed = time.monotonic() - started
+    finally:
+        if hole:
+            hole.close()
+    assert elapsed < 1.5, f"shutdown took {elapsed:.2f}s with timeout=1.0"
+    if hole:
+        assert hole.conns, "the exporter should have tried to reach the black hole"
+
+
+@pytest.mark.usefixtures("clean")
+def test_shutdown_rejects_a_negative_timeout() -> None:
+    with pytest.raises(ValueError, match="timeout=-1"):
+        otel_agents.shutdown(timeout=-1)
+
+
+@pytest.mark.usefixtures("clean")
+def test_metrics_port_serves_prometheus_text() -> None:
+    import urllib.request
+
+    port = _closed_port()
+    otel_agents.init(metrics_port=port)
+    asyncio.run(fail_once(ScriptedLLM([ssl_connection_error])))
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
+        body = response.read().decode()
+    assert (
+        'otel_agents_attempt_failures_total{component="llm",error_class="connection",'
+        'final="true",provider="scripted",root_cause="ssl.SSLCertVerificationError"} 1.0'
+    ) in body
+    otel_agents.shutdown()
+    with pytest.raises(OSError, match="Connection refused"):
+        urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=1)

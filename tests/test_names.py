@@ -1,0 +1,92 @@
+"""The contract dashboards and alerts depend on (DESIGN.md sections 6 and 7), frozen.
+
+A change here must come with the same change in every dashboard, alert rule and doc.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import REGISTRY
+
+from otel_agents import _metrics
+from otel_agents import _names as n
+
+FROZEN_METRICS = {
+    # name: (type, labels)
+    "otel_agents_attempt_failures_total": (
+        "counter",
+        ("component", "provider", "error_class", "root_cause", "final"),
+    ),
+    "otel_agents_quota_errors_total": (
+        "counter",
+        ("component", "quota_type", "quota_category", "terminal"),
+    ),
+    "otel_agents_terminal_errors_total": ("counter", ("component", "provider", "error_class")),
+    "otel_agents_masked_failures_total": (
+        "counter",
+        ("component", "first_root_cause", "root_cause"),
+    ),
+    "otel_agents_requests_total": ("counter", ("component", "provider", "outcome")),
+    "otel_agents_internal_errors_total": ("counter", ("where",)),
+}
+
+FROZEN_SPAN_ATTRIBUTES = (
+    "otel_agents.component",
+    "otel_agents.provider",
+    "otel_agents.attempt",
+    "otel_agents.final",
+    "error.type",
+    "otel_agents.error_class",
+    "otel_agents.root_cause.type",
+    "otel_agents.root_cause.message",
+    "otel_agents.first_root_cause.type",
+    "otel_agents.masked",
+    "otel_agents.terminal",
+    "otel_agents.quota.type",
+    "otel_agents.quota.category",
+    "otel_agents.quota.hint",
+    "otel_agents.quota.remaining_limit",
+    "http.response.status_code",
+)
+
+
+def _registered() -> dict[str, tuple[str, tuple[str, ...]]]:
+    _metrics.get_metrics()
+    out = {}
+    for collector, names in REGISTRY._collector_to_names.items():
+        for name in names:
+            if name.startswith(n.PREFIX) and name.endswith("_total"):
+                out[name] = (collector._type, tuple(collector._labelnames))
+    return out
+
+
+def test_prometheus_metric_names_and_labels_are_frozen() -> None:
+    assert _registered() == FROZEN_METRICS
+
+
+def test_span_and_attribute_names_are_frozen() -> None:
+    assert n.SPAN_ATTEMPT_FAILED == "otel_agents.attempt_failed"
+    attrs = tuple(v for k, v in vars(n).items() if k.startswith("A_"))
+    assert attrs == FROZEN_SPAN_ATTRIBUTES
+    assert not any(a.startswith("lk.") for a in attrs)
+
+
+def test_closed_label_sets() -> None:
+    assert n.ERROR_CLASSES == (
+        "quota_exhausted",
+        "rate_limited",
+        "auth",
+        "bad_request",
+        "server_error",
+        "timeout",
+        "connection",
+        "cancelled",
+        "internal",
+        "unknown",
+    )
+    assert n.COMPONENTS == ("llm", "stt", "tts", "realtime", "interruption")
+    assert n.OPEN_LABEL_LIMIT == 32
+
+
+def test_otlp_names_are_the_dotted_form_without_total() -> None:
+    assert _metrics.otlp_name(n.ATTEMPT_FAILURES) == "otel_agents.attempt_failures"
+    assert _metrics.otlp_name(n.INTERNAL_ERRORS) == "otel_agents.internal_errors"
