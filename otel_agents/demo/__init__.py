@@ -1,0 +1,1 @@
+"""Demo helpers: a local fake LiveKit Inference gateway with scripted faults."""
