@@ -20,8 +20,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
-from typing import Any, Final
+from typing import Any, Final, NamedTuple, TypeGuard
 
 #: how many links of a chain are followed before giving up (cycles end earlier)
 MAX_CHAIN: Final = 64
@@ -41,13 +40,17 @@ PROVIDER_TERMINAL_CODES: Final[Mapping[str, str]] = {
     "credit_balance_exhausted": "quota_exhausted",
     "invalid_api_key": "auth",
     "account_deactivated": "auth",
+    # Anthropic's error type for HTTP 402 (anthropic SDK ``types/shared/error_type.py``)
+    "billing_error": "quota_exhausted",
 }
 #: HTTP statuses that will not recover without operator action (rule 3)
 TERMINAL_STATUSES: Final = frozenset({401, 402, 403})
+#: Anthropic's out-of-credits error is a plain HTTP 400 ``invalid_request_error`` whose message
+#: says "Your credit balance is too low to access the Anthropic API. ..."
 _ANTHROPIC_CREDIT_TEXT: Final = "credit balance is too low"
 
 _CATEGORY_FRAGMENT: Final = re.compile(
-    r"""category["']?\s*[:=]\s*["']?([A-Za-z][A-Za-z0-9_]{0,63})"""
+    r"""(?i:category)["']?\s*[:=]\s*["']?([A-Za-z][A-Za-z0-9_]{0,63})"""
 )
 
 # Names that classify a class by its MRO. Matching by name keeps this module free of SDK
@@ -128,8 +131,7 @@ _type_names: dict[type, str] = {}
 _type_kinds: dict[type, str | None] = {}
 
 
-@dataclass(frozen=True, slots=True)
-class Quota:
+class Quota(NamedTuple):
     """The LiveKit Inference quota fields of a 429 ``inference_quota_exceeded`` body."""
 
     quota_type: str | None
@@ -138,8 +140,7 @@ class Quota:
     remaining_limit: str | None
 
 
-@dataclass(frozen=True, slots=True)
-class Classification:
+class Classification(NamedTuple):
     """Everything otel-agents derives from one emitted exception."""
 
     error_type: str
@@ -157,15 +158,18 @@ def type_name(cls: type) -> str:
     Private module segments are dropped (``openai._exceptions`` -> ``openai``) and builtins
     stay bare (``TimeoutError``).
     """
-    name = _type_names.get(cls)
+    try:
+        name = _type_names.get(cls)
+    except Exception:  # a metaclass whose __hash__/__eq__ raises
+        name = None
     if name is not None:
         return name
     try:
         module = cls.__module__
         qualname = cls.__qualname__
-        if not isinstance(module, str) or not isinstance(qualname, str):
-            raise TypeError
     except Exception:
+        return "unknown"
+    if type(module) is not str or type(qualname) is not str:
         return "unknown"
     if module == "builtins":
         name = qualname
@@ -176,27 +180,35 @@ def type_name(cls: type) -> str:
                 break
             public.append(part)
         name = ".".join([*public, qualname]) if public else qualname
-    if len(_type_names) < _MAX_CACHED_TYPES:
-        _type_names[cls] = name
+    try:
+        if len(_type_names) < _MAX_CACHED_TYPES:
+            _type_names[cls] = name
+    except Exception:
+        pass
     return name
 
 
 def exception_chain(exc: BaseException, limit: int = MAX_CHAIN) -> list[BaseException]:
     """``exc`` and its causes, outermost first: ``__cause__``, else ``__context__``.
 
-    Cycle-safe (an exception already seen ends the walk) and bounded by ``limit``.
+    ``__context__`` is followed even when ``__suppress_context__`` is set (``raise ... from
+    None``), and also when ``__cause__`` is unreadable or not an exception. Cycle-safe (an
+    exception already seen ends the walk) and bounded by ``limit``.
     """
     chain = [exc]
     seen = {id(exc)}
     current: BaseException = exc
     while len(chain) < limit:
         try:
-            nxt = current.__cause__
-            if nxt is None:
+            try:
+                nxt = current.__cause__
+            except Exception:
+                nxt = None
+            if not isinstance(nxt, BaseException):
                 nxt = current.__context__
-        except Exception:
-            break
-        if not isinstance(nxt, BaseException) or id(nxt) in seen:
+            if not isinstance(nxt, BaseException) or id(nxt) in seen:
+                break
+        except Exception:  # a hostile __context__, or a __class__ that raises in isinstance
             break
         seen.add(id(nxt))
         chain.append(nxt)
@@ -205,30 +217,62 @@ def exception_chain(exc: BaseException, limit: int = MAX_CHAIN) -> list[BaseExce
 
 
 def safe_str(exc: BaseException) -> str:
-    """``str(exc)``, falling back to ``repr`` and then to the class name; never raises."""
-    try:
-        text = str(exc)
-        if isinstance(text, str):
-            return text
-    except Exception:
-        pass
-    try:
-        text = repr(exc)
-        if isinstance(text, str):
-            return text
-    except Exception:
-        pass
+    """``str(exc)``, falling back to ``repr`` and then to the class name; never raises.
+
+    The result is always an exact ``str`` (a ``str`` subclass could override ``len`` or
+    slicing and raise later, in the redaction).
+    """
+    for render in (str, repr):
+        try:
+            text = render(exc)
+            if type(text) is str:
+                return text
+            if isinstance(text, str):
+                return str.__str__(text)
+        except Exception:
+            pass
     return f"<unprintable {type_name(type(exc))}>"
 
 
 def classify(exc: BaseException) -> Classification:
-    """Classify one emitted exception. Raises only on a bug in this module."""
+    """Classify one emitted exception. Raises only on a bug in this module.
+
+    One pass over the chain reads each exception once (its status, own ``terminal`` flag,
+    provider signal, and whether a quota could be there); the five quota locations are searched
+    only when some exception could hold one, which most errors cannot.
+    """
     chain = exception_chain(exc)
+    status: int | None = None
+    own_terminal: bool | None = None
+    signal: str | None = None
+    maybe_quota = False
+    for link in chain:
+        fields = _snapshot(link)
+        if status is None:
+            value = fields.get("status_code")
+            if type(value) is int and 100 <= value <= 599:
+                status = value
+            else:
+                value = fields.get("status")
+                if type(value) is int and 100 <= value <= 599:
+                    status = value
+        if own_terminal is None:
+            value = fields.get("terminal")
+            if type(value) is bool:
+                own_terminal = value
+        texts = _texts(link, fields)
+        if signal is None:
+            signal = _signal(fields, texts)
+        if not maybe_quota:
+            maybe_quota = _maybe_quota(fields, texts)
+    quota = _find_quota([_Link(e) for e in chain]) if maybe_quota else None
+    if own_terminal is not None:  # rule 1: the error says so itself
+        terminal = own_terminal
+    elif quota is not None:  # rule 2
+        terminal = is_credit_category(quota.category)
+    else:  # rule 3
+        terminal = signal is not None or (status is not None and status in TERMINAL_STATUSES)
     root = chain[-1]
-    status = _status_code(chain)
-    quota = find_quota(chain)
-    signal = _provider_signal(chain)
-    terminal = _terminal(chain, quota, signal, status)
     return Classification(
         error_type=type_name(type(exc)),
         status_code=status,
@@ -247,6 +291,13 @@ def is_credit_category(category: str | None) -> bool:
 
 # --- pieces ---------------------------------------------------------------------------------
 
+_MISSING: Final = object()
+_DECODER: Final = json.JSONDecoder()
+#: quota fields and provider codes are short; longer values are cut (they end up in labels)
+_MAX_FIELD_CHARS: Final = 256
+#: JSON objects tried per message before giving up (each is a raw_decode of up to 8 KiB)
+_MAX_JSON_STARTS: Final = 8
+
 
 def _attr(obj: object, name: str) -> Any:
     try:
@@ -255,95 +306,264 @@ def _attr(obj: object, name: str) -> Any:
         return None
 
 
-def _status_code(chain: list[BaseException]) -> int | None:
-    for exc in chain:
-        for name in ("status_code", "status"):
-            value = _attr(exc, name)
-            if type(value) is int and 100 <= value <= 599:
-                return value
-    return None
+def _data_attr(obj: object, name: str) -> Any:
+    """``obj.name`` only when it is plain data: never runs a property or another descriptor.
 
-
-def _text_of(exc: BaseException) -> str | None:
-    """The message an exception carries, without calling ``str()`` on it."""
-    for value in (_attr(exc, "message"), _attr(exc, "body")):
-        if isinstance(value, str):
-            return value[:MAX_SCAN_CHARS]
+    Used for ``code`` and ``type``: aiohttp's ``ClientResponseError.code`` (and websockets'
+    ``ConnectionClosed.code``) are deprecated properties that emit a ``DeprecationWarning``.
+    """
     try:
-        args = exc.args
-        if isinstance(args, tuple) and args and isinstance(args[0], str):
-            return args[0][:MAX_SCAN_CHARS]
+        attrs = object.__getattribute__(obj, "__dict__")
+        if type(attrs) is dict:
+            value = attrs.get(name, _MISSING)
+            if value is not _MISSING:
+                return value
+    except Exception:  # no __dict__ (slots), or a hostile one
+        pass
+    try:
+        # through the class, a property (or any descriptor) comes back as itself, unrun
+        value = getattr(type(obj), name, None)
+        return None if value is None or hasattr(type(value), "__get__") else value
+    except Exception:
+        return None
+
+
+def _as_str(value: object, limit: int = MAX_SCAN_CHARS) -> str | None:
+    """``value`` cut to ``limit`` chars when it is a string, as an exact ``str``; else None.
+
+    A ``str`` subclass is copied through ``str.__getitem__`` so that none of its own (possibly
+    raising) methods ever run.
+    """
+    if type(value) is str:
+        return value if len(value) <= limit else value[:limit]
+    if value is None:
+        return None
+    try:
+        if isinstance(value, str):
+            return str.__getitem__(value, slice(0, limit))
     except Exception:
         pass
     return None
 
 
-def _str_field(mapping: Mapping[str, Any], key: str) -> str | None:
-    value = mapping.get(key)
-    if isinstance(value, str):
-        return value
+def _field(value: object) -> str | None:
+    """A quota field: a string, or a number the gateway may send (``remaining_limit``)."""
+    text = _as_str(value, _MAX_FIELD_CHARS)
+    if text is not None:
+        return text
     if type(value) in (int, float):
-        return str(value)
+        try:
+            return str(value)[:_MAX_FIELD_CHARS]
+        except ValueError:  # an int above sys.get_int_max_str_digits()
+            return None
     return None
 
 
-def _quota_from_mapping(body: object) -> Quota | None:
-    if not isinstance(body, Mapping):
-        return None
+def _is_mapping(value: object) -> TypeGuard[Mapping[Any, Any]]:
+    if type(value) is dict:
+        return True
     try:
-        if body.get("type") != QUOTA_BODY_TYPE:
+        return isinstance(value, Mapping)
+    except Exception:
+        return False
+
+
+#: the attributes classification reads from an exception of the chain
+_RELEVANT: Final = (
+    "body",
+    "message",
+    "status_code",
+    "status",
+    "response",
+    "terminal",
+    "category",
+    "quota_type",
+    "hint",
+    "remaining_limit",
+    "code",
+    "type",
+)
+#: read as plain data only: aiohttp's ``ClientResponseError.code`` (and websockets'
+#: ``ConnectionClosed.code``) are deprecated properties that emit a ``DeprecationWarning``
+_DATA_ONLY: Final = frozenset({"code", "type"})
+_class_attrs: dict[type, tuple[dict[str, Any], tuple[str, ...]]] = {}
+
+
+def _class_attrs_of(cls: type) -> tuple[dict[str, Any], tuple[str, ...]]:
+    """(plain class-level values, names that are descriptors) of the relevant attributes.
+
+    Computed once per class: on the hot path an exception is then read through its instance
+    ``__dict__`` alone, and only a descriptor (a property) costs a guarded ``getattr``.
+    """
+    try:
+        return _class_attrs[cls]
+    except Exception:  # KeyError, or a metaclass whose __hash__/__eq__ raises
+        pass
+    static: dict[str, Any] = {}
+    props: list[str] = []
+    try:
+        mro = cls.__mro__
+        for name in _RELEVANT:
+            for klass in mro:
+                namespace = klass.__dict__
+                if name in namespace:
+                    value = namespace[name]
+                    if hasattr(type(value), "__get__"):
+                        if name not in _DATA_ONLY:
+                            props.append(name)
+                    elif value is not None:
+                        static[name] = value
+                    break
+        info = (static, tuple(props))
+        if len(_class_attrs) < _MAX_CACHED_TYPES:
+            _class_attrs[cls] = info
+        return info
+    except Exception:
+        return ({}, tuple(n for n in _RELEVANT if n not in _DATA_ONLY))
+
+
+def _snapshot(exc: BaseException) -> dict[str, Any]:
+    """The relevant attributes of ``exc`` as a plain dict, read without running its code
+    (except its properties, through a guarded ``getattr``)."""
+    static, props = _class_attrs_of(type(exc))
+    try:
+        own = object.__getattribute__(exc, "__dict__")
+    except Exception:  # no __dict__ (slots), or a hostile one
+        own = None
+    if type(own) is dict and not props and not static:
+        return own  # the common case: read-only use of the instance dict, no copy
+    snap = dict(static)
+    if type(own) is dict:
+        snap.update(own)
+    for name in props:
+        snap[name] = _attr(exc, name)
+    return snap
+
+
+def _texts(exc: BaseException, fields: dict[str, Any]) -> tuple[str, ...]:
+    """The messages an exception carries (message, a string body, args[0]), read without
+    calling ``str()`` on it, each cut to MAX_SCAN_CHARS."""
+    message = fields.get("message")
+    texts: list[str] = []
+    try:
+        for value in (message, fields.get("body")):
+            if value is not None:
+                text = value[:MAX_SCAN_CHARS] if type(value) is str else _as_str(value)
+                if text:
+                    texts.append(text)
+        args = exc.args
+        if type(args) is tuple and args and args[0] is not message:
+            text = _as_str(args[0])
+            if text:
+                texts.append(text)
+    except Exception:
+        pass
+    return tuple(texts)
+
+
+def _maybe_quota(fields: dict[str, Any], texts: tuple[str, ...]) -> bool:
+    """Whether any quota location could match on this exception (a cheap superset)."""
+    if (
+        fields.get("category") is not None
+        or fields.get("quota_type") is not None
+        or fields.get("response") is not None
+    ):
+        return True
+    body = fields.get("body")
+    if body is not None and type(body) is not str:
+        return True
+    for t in texts:
+        if QUOTA_BODY_TYPE in t or "quota_type" in t or "ategory" in t or "ATEGORY" in t:
+            return True
+    return False
+
+
+class _Link:
+    """What the quota search reads from one exception of the chain, read once."""
+
+    __slots__ = ("body", "exc", "fields", "texts")
+
+    def __init__(self, exc: BaseException) -> None:
+        self.exc = exc
+        self.fields = _snapshot(exc)
+        self.body = self.fields.get("body")
+        self.texts = _texts(exc, self.fields)
+
+
+def _is_quota_mapping(body: Mapping[Any, Any]) -> bool:
+    # the HTTP body says type=inference_quota_exceeded; a websocket {"type": "error", ...}
+    # message (STT/TTS) can only say so with its quota_type field
+    return (
+        _as_str(body.get("type")) == QUOTA_BODY_TYPE
+        or _as_str(body.get("quota_type"), _MAX_FIELD_CHARS) is not None
+    )
+
+
+def _quota_from_mapping(body: object) -> Quota | None:
+    """The quota of a JSON body, at its top level or nested under ``"error"``."""
+    try:
+        if not _is_mapping(body):
+            return None
+        found: Mapping[Any, Any] = body
+        if not _is_quota_mapping(body):
             inner = body.get("error")
-            if isinstance(inner, Mapping) and inner.get("type") == QUOTA_BODY_TYPE:
-                body = inner
-            else:
+            if not (_is_mapping(inner) and _is_quota_mapping(inner)):
                 return None
+            found = inner
         return Quota(
-            quota_type=_str_field(body, "quota_type"),
-            category=_str_field(body, "category"),
-            hint=_str_field(body, "hint"),
-            remaining_limit=_str_field(body, "remaining_limit"),
+            quota_type=_field(found.get("quota_type")),
+            category=_field(found.get("category")),
+            hint=_field(found.get("hint")),
+            remaining_limit=_field(found.get("remaining_limit")),
         )
     except Exception:
         return None
 
 
-def _quota_from_attributes(exc: object) -> Quota | None:
-    # a livekit APIQuotaExceededError (PR #6012) carries the fields itself
-    category = _attr(exc, "category")
-    quota_type = _attr(exc, "quota_type")
-    if not isinstance(category, str) and not isinstance(quota_type, str):
-        return None
-    hint = _attr(exc, "hint")
-    remaining = _attr(exc, "remaining_limit")
+def _quota_fields(obj: object) -> Quota:
     return Quota(
-        quota_type=quota_type if isinstance(quota_type, str) else None,
-        category=category if isinstance(category, str) else None,
-        hint=hint if isinstance(hint, str) else None,
-        remaining_limit=remaining if isinstance(remaining, str) else None,
+        quota_type=_field(_attr(obj, "quota_type")),
+        category=_field(_attr(obj, "category")),
+        hint=_field(_attr(obj, "hint")),
+        remaining_limit=_field(_attr(obj, "remaining_limit")),
     )
 
 
-def _quota_from_body(exc: BaseException) -> Quota | None:
-    body = _attr(exc, "body")
-    if isinstance(body, Mapping):
+def _quota_from_attributes(link: _Link) -> Quota | None:
+    # a livekit APIQuotaExceededError (PR #6012) carries the fields itself
+    fields = link.fields
+    category, quota_type = fields.get("category"), fields.get("quota_type")
+    if category is None and quota_type is None:
+        return None
+    if _field(category) is None and _field(quota_type) is None:
+        return None
+    return Quota(
+        quota_type=_field(quota_type),
+        category=_field(category),
+        hint=_field(fields.get("hint")),
+        remaining_limit=_field(fields.get("remaining_limit")),
+    )
+
+
+def _quota_from_body(link: _Link) -> Quota | None:
+    body = link.body
+    if body is None or _as_str(body) is not None or type(body) in (bytes, bytearray):
+        return None
+    if _is_mapping(body):
         return _quota_from_mapping(body)
     # the realtime path builds APIError(body=<openai error object>): attribute access
-    if (
-        body is not None
-        and not isinstance(body, str | bytes)
-        and _attr(body, "type") == QUOTA_BODY_TYPE
-    ):
-        return _quota_from_attributes(body)
+    if _as_str(_attr(body, "type")) == QUOTA_BODY_TYPE:
+        return _quota_fields(body)
     return None
 
 
-def _quota_from_response(exc: BaseException) -> Quota | None:
+def _quota_from_response(link: _Link) -> Quota | None:
     # the openai SDK narrows ``body`` to the inner "error" string; the response keeps it all
-    response = _attr(exc, "response")
+    response = link.fields.get("response")
     if response is None:
         return None
     content = _attr(response, "content")
-    if not isinstance(content, bytes | bytearray) or len(content) > MAX_JSON_BYTES:
+    if type(content) not in (bytes, bytearray) or len(content) > MAX_JSON_BYTES:
         return None
     if QUOTA_BODY_TYPE.encode() not in content:
         return None
@@ -353,32 +573,43 @@ def _quota_from_response(exc: BaseException) -> Quota | None:
         return None
 
 
-def _quota_from_message(exc: BaseException) -> Quota | None:
+def _quota_from_message(link: _Link) -> Quota | None:
     # the inference TTS path: APIError(f"LiveKit Inference TTS returned error: {payload}")
-    text = _text_of(exc)
-    if text is None or QUOTA_BODY_TYPE not in text:
-        return None
-    start = text.find("{")
-    while 0 <= start < len(text):
-        try:
-            value, _ = json.JSONDecoder().raw_decode(text, start)
-        except ValueError:
-            value = None
-        quota = _quota_from_mapping(value)
-        if quota is not None:
-            return quota
-        start = text.find("{", start + 1)
+    for text in link.texts:
+        marker = text.find(QUOTA_BODY_TYPE)
+        if marker < 0:
+            marker = text.find('"quota_type"')
+            if marker < 0:
+                continue
+        # the object holding the marker starts before it; try the first few candidates
+        start = text.find("{", 0, marker)
+        for _ in range(_MAX_JSON_STARTS):
+            if start < 0:
+                break
+            try:
+                value, _end = _DECODER.raw_decode(text, start)
+            except (ValueError, RecursionError):
+                value = None
+            quota = _quota_from_mapping(value)
+            if quota is not None:
+                return quota
+            start = text.find("{", start + 1, marker)
     return None
 
 
-def _quota_from_fragment(exc: BaseException) -> Quota | None:
-    text = _text_of(exc)
-    if text is None or "category" not in text:
-        return None
-    match = _CATEGORY_FRAGMENT.search(text)
-    if match is None:
-        return None
-    return Quota(quota_type=None, category=match.group(1), hint=None, remaining_limit=None)
+def _quota_from_fragment(link: _Link) -> Quota | None:
+    # last resort: "... quota exceeded, category: MaxGatewayCredits, ..." in a string body.
+    # Only in a text that speaks of a quota: "invalid category: x" is not a quota error.
+    for text in link.texts:
+        if "ategory" not in text:  # cheap first: this runs for every error without a quota
+            continue
+        lowered = text.lower()
+        if "category" not in lowered or "quota" not in lowered:
+            continue
+        match = _CATEGORY_FRAGMENT.search(text)
+        if match is not None:
+            return Quota(quota_type=None, category=match.group(1), hint=None, remaining_limit=None)
+    return None
 
 
 _QUOTA_LOCATIONS: Final = (
@@ -396,10 +627,14 @@ def find_quota(chain: list[BaseException]) -> Quota | None:
     Locations, in order: the error's own attributes, a dict (or object) ``body``, the openai
     SDK's ``response`` JSON, a JSON object inside the message, a ``category: X`` fragment.
     """
+    return _find_quota([_Link(e) for e in chain])
+
+
+def _find_quota(links: list[_Link]) -> Quota | None:
     for location in _QUOTA_LOCATIONS:
-        for exc in chain:
+        for link in links:
             try:
-                quota = location(exc)
+                quota = location(link)
             except Exception:
                 quota = None
             if quota is not None:
@@ -407,49 +642,56 @@ def find_quota(chain: list[BaseException]) -> Quota | None:
     return None
 
 
-def _provider_signal(chain: list[BaseException]) -> str | None:
-    """The error class a provider's own billing/credential signal implies, if any (rule 3)."""
-    for exc in chain:
-        candidates: list[object] = [_attr(exc, "code"), _attr(exc, "type")]
-        body = _attr(exc, "body")
-        if isinstance(body, Mapping):
-            try:
-                candidates += [body.get("code"), body.get("type")]
-                inner = body.get("error")
-                if isinstance(inner, Mapping):
-                    candidates += [inner.get("code"), inner.get("type")]
-            except Exception:
-                pass
-        elif body is not None and not isinstance(body, str | bytes):
-            candidates += [_attr(body, "code"), _attr(body, "type")]
-        for code in candidates:
-            if isinstance(code, str):
-                error_class = PROVIDER_TERMINAL_CODES.get(code)
-                if error_class is not None:
-                    return error_class
-        text = _text_of(exc)
-        if text is not None and _ANTHROPIC_CREDIT_TEXT in text.lower():
+def _body_codes(body: object) -> tuple[list[object], list[object]]:
+    """The error codes/types and messages of a mapping or object ``body``."""
+    codes: list[object] = []
+    texts: list[object] = []
+    try:
+        if _is_mapping(body):
+            codes += [body.get("code"), body.get("type")]
+            texts.append(body.get("message"))
+            inner = body.get("error")
+            if _is_mapping(inner):
+                codes += [inner.get("code"), inner.get("type")]
+                texts.append(inner.get("message"))
+        else:
+            codes += [_data_attr(body, "code"), _data_attr(body, "type")]
+            texts.append(_attr(body, "message"))
+    except Exception:
+        pass
+    return codes, texts
+
+
+def _signal_of_code(value: object) -> str | None:
+    code = value if type(value) is str else _as_str(value, _MAX_FIELD_CHARS)
+    return None if code is None else PROVIDER_TERMINAL_CODES.get(code)
+
+
+def _signal(fields: dict[str, Any], texts: tuple[str, ...]) -> str | None:
+    """The error class a provider's billing/credential signal implies, if any (rule 3)."""
+    for value in (fields.get("code"), fields.get("type")):
+        if value is not None and (signal := _signal_of_code(value)) is not None:
+            return signal
+    for text in texts:
+        if _ANTHROPIC_CREDIT_TEXT in text:
             return "quota_exhausted"
+    body = fields.get("body")
+    if body is not None and type(body) is not str and _as_str(body) is None:
+        codes, body_texts = _body_codes(body)
+        for value in codes:
+            if value is not None and (signal := _signal_of_code(value)) is not None:
+                return signal
+        for value in body_texts:
+            body_text = _as_str(value) if value is not None else None
+            if body_text is not None and _ANTHROPIC_CREDIT_TEXT in body_text:
+                return "quota_exhausted"
     return None
-
-
-def _terminal(
-    chain: list[BaseException], quota: Quota | None, signal: str | None, status: int | None
-) -> bool:
-    for exc in chain:  # rule 1: the error says so itself
-        value = _attr(exc, "terminal")
-        if type(value) is bool:
-            return value
-    if quota is not None:  # rule 2
-        return is_credit_category(quota.category)
-    # rule 3
-    return signal is not None or (status is not None and status in TERMINAL_STATUSES)
 
 
 def _kind(cls: type) -> str | None:
     try:
         return _type_kinds[cls]
-    except KeyError:
+    except Exception:  # KeyError, or a metaclass whose __hash__/__eq__ raises
         pass
     kind = None
     try:
@@ -458,10 +700,10 @@ def _kind(cls: type) -> str | None:
             if not names.isdisjoint(known):
                 kind = candidate
                 break
+        if len(_type_kinds) < _MAX_CACHED_TYPES:
+            _type_kinds[cls] = kind
     except Exception:
-        return None
-    if len(_type_kinds) < _MAX_CACHED_TYPES:
-        _type_kinds[cls] = kind
+        pass
     return kind
 
 

@@ -7,32 +7,80 @@ a secret cut in half by the truncation is still recognised and removed.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from typing import Final
 
 MAX_MESSAGE_CHARS: Final = 256
 REDACTED: Final = "[REDACTED]"
+#: what ``truncate`` puts where it cut
+ELLIPSIS: Final = "\u2026"
 
-_PATTERNS: Final[tuple[tuple[re.Pattern[str], str], ...]] = (
-    # credentials in URLs: scheme://user:password@host, scheme://token@host, or cut before the "@"
-    (re.compile(r"(?i)\b([a-z][a-z0-9+.\-]{1,15}://)[^\s/@]+@"), r"\1" + REDACTED + "@"),
-    (re.compile(r"(?i)\b([a-z][a-z0-9+.\-]{1,15}://)[^\s/@:]+:[^\s/@]*$"), r"\1" + REDACTED),
-    # Authorization: Bearer/Basic/Token <credential>
-    (re.compile(r"(?i)\b(bearer|basic|token)(\s+)[A-Za-z0-9\-._~+/=]+"), r"\1\2" + REDACTED),
+_SCHEME: Final = r"\b([a-z][a-z0-9+.\-]{1,15}://)"
+#: characters of a URL's authority (user:password@host:port)
+_AUTHORITY: Final = r"[^\s/?#@]"
+_CREDENTIAL: Final = r"[A-Za-z0-9\-._~+/=]+"
+_SECRET_NAMES: Final = (
+    r"api[_\-]?key|apikey|x-api-key|access[_\-]?token|refresh[_\-]?token|id[_\-]?token|token|"
+    r"secret|client[_\-]?secret|api[_\-]?secret|password|passwd|pwd|authorization|auth|"
+    r"signature|sig|credential|credentials"
+)
+
+
+def _looks_like_a_credential(word: str) -> bool:
+    """After ``Basic``/``Token``/``Digest``: a credential, not an English word ("token credit")."""
+    if len(word) < 8:
+        return False
+    if any(not c.isalpha() for c in word):  # digits, or - . _ ~ + / =
+        return True
+    return not (word.islower() or word.isupper() or word.istitle())  # rAnDoM case
+
+
+def _scheme_credential(match: re.Match[str]) -> str:
+    scheme, space, credential = match.group(1, 2, 3)
+    if scheme.lower() == "bearer" or _looks_like_a_credential(credential):
+        return scheme + space + REDACTED
+    return match.group(0)
+
+
+def _parameter(match: re.Match[str]) -> str:
+    key, scheme, value = match.group("key", "scheme", "value")
+    quote = value[0] if value[0] in "\"'" else ""
+    closed = quote if len(value) > 1 and value.endswith(quote) else ""
+    return key + (scheme or "") + quote + REDACTED + closed
+
+
+_PATTERNS: Final[tuple[tuple[re.Pattern[str], str | Callable[[re.Match[str]], str]], ...]] = (
+    # credentials in URLs: scheme://user:password@host, scheme://token@host
+    (re.compile(r"(?i)" + _SCHEME + _AUTHORITY + r"+@"), r"\1" + REDACTED + "@"),
+    # ... cut by the truncation inside the authority (before the "@", if there was one)
+    (
+        re.compile(r"(?i)" + _SCHEME + _AUTHORITY + r"*" + ELLIPSIS + "$"),
+        r"\1" + REDACTED + ELLIPSIS,
+    ),
+    # ... or cut elsewhere: user:password at the very end (but host:port is innocent)
+    (
+        re.compile(r"(?i)" + _SCHEME + r"[^\s/?#@:]+:(?!\d+$)" + _AUTHORITY + r"+$"),
+        r"\1" + REDACTED,
+    ),
+    # Authorization: Bearer/Basic/Token/Digest <credential>
+    (
+        re.compile(r"(?i)\b(bearer|basic|token|digest)(\s+)(" + _CREDENTIAL + ")"),
+        _scheme_credential,
+    ),
     # JWTs (also when truncated after the header or payload)
     (re.compile(r"\beyJ[A-Za-z0-9_\-]{4,}(?:\.[A-Za-z0-9_\-]*){0,2}"), REDACTED),
     # provider API keys: sk-..., sk-proj-..., sk-ant-..., gsk_..., xai-..., AIza...
     (re.compile(r"\b(?:sk|pk|rk)-[A-Za-z0-9_\-]{4,}"), REDACTED),
     (re.compile(r"\b(?:gsk|xai|key|lk)[_\-][A-Za-z0-9]{16,}"), REDACTED),
     (re.compile(r"\bAIza[0-9A-Za-z_\-]{10,}"), REDACTED),
-    # key=value / "key": "value" parameters whose name says secret
+    # key=value / "key": "value" parameters whose name says secret (a quoted value whole)
     (
         re.compile(
-            r"(?i)([\"']?\b(?:api[_\-]?key|apikey|x-api-key|access[_\-]?token|refresh[_\-]?token|"
-            r"id[_\-]?token|token|secret|client[_\-]?secret|api[_\-]?secret|password|passwd|pwd|"
-            r"authorization|auth|signature|sig|credential|credentials)[\"']?\s*[=:]\s*[\"']?)"
-            r"[^\s&\"',;}]+"
+            r"(?i)(?P<key>[\"']?\b(?:" + _SECRET_NAMES + r")[\"']?\s*[=:]\s*)"
+            r"(?P<scheme>(?:bearer|basic|token|digest)\s+)?"
+            r"(?P<value>\"[^\"\n]*\"?|'[^'\n]*'?|[^\s&\"',;}]+)"
         ),
-        r"\1" + REDACTED,
+        _parameter,
     ),
 )
 
@@ -46,7 +94,7 @@ def redact(text: str) -> str:
 
 def truncate(text: str, limit: int = MAX_MESSAGE_CHARS) -> str:
     """Cut ``text`` to ``limit`` characters, marking the cut with an ellipsis."""
-    return text if len(text) <= limit else text[: limit - 1] + "\u2026"
+    return text if len(text) <= limit else text[: limit - 1] + ELLIPSIS
 
 
 def clean_message(text: str) -> str:

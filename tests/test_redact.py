@@ -1,0 +1,216 @@
+"""``otel_agents._redact``: messages are truncated to 256 chars, then secrets are removed.
+
+Every planted secret is checked at every position of the 256-char cut: no 8-char piece of it
+may survive, whichever part of it the truncation kept.
+"""
+
+from __future__ import annotations
+
+import base64
+import time
+
+import pytest
+
+from otel_agents._redact import MAX_MESSAGE_CHARS, REDACTED, clean_message, redact, truncate
+
+JWT = (
+    "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9"
+    ".eyJzdWIiOiJhZ2VudC0xMjMiLCJ2aWRlbyI6eyJyb29tSm9pbiI6dHJ1ZX0sImV4cCI6MTcwMDAwMDAwMH0"
+    ".SflKxwRJSMeKKF2QT4fwpMeJf36POk6yJV_adQssw5c"
+)
+OPENAI_KEY = "sk-" + "A1b2C3d4E5f6G7h8I9j0K1l2M3n4O5p6Q7r8S9t0U1v2W3x4"
+OPENAI_PROJECT_KEY = "sk-proj-" + "Zx9_Yw8-Vu7Ts6Rq5Po4Nm3Lk2Ji1Hg0Fe9Dc8Ba7" * 2
+ANTHROPIC_KEY = "sk-ant-api03-" + "Ab3_De6-Gh9Jk2Mn5Pq8St1Vw4Yz7" * 3 + "-AAAAAAAA"
+OPAQUE_TOKEN = "tok_8f7a6b5c4d3e2f1a0b9c8d7e6f5a4b3c"
+BASIC = base64.b64encode(b"deploy-bot:hunter2-Xy9!").decode()
+
+# (template, secret): the template's {} is where the secret goes
+CASES = [
+    pytest.param("Authorization: Bearer {}", OPAQUE_TOKEN, id="bearer"),
+    pytest.param("authorization: bearer {}", JWT, id="bearer-jwt"),
+    pytest.param("headers={{'Authorization': 'Bearer {}'}}", OPENAI_KEY, id="bearer-in-repr"),
+    pytest.param("Authorization: Basic {}", BASIC, id="basic"),
+    pytest.param("Authorization: Token {}", OPAQUE_TOKEN, id="token-scheme"),
+    pytest.param("Incorrect API key provided: {}.", OPENAI_KEY, id="sk"),
+    pytest.param("invalid x-api-key {} for project", OPENAI_PROJECT_KEY, id="sk-proj"),
+    pytest.param("anthropic key {}", ANTHROPIC_KEY, id="sk-ant"),
+    pytest.param("participant token {} rejected", JWT, id="jwt"),
+    pytest.param(
+        "POST https://api.example.com/v1/tts?api_key={}&voice=a", OPAQUE_TOKEN, id="api_key="
+    ),
+    pytest.param(
+        "wss://agent-gateway.livekit.cloud/rtc?token={}&auto=1", OPAQUE_TOKEN, id="token="
+    ),
+    pytest.param("wss://gateway/stt?access_token={}", JWT, id="access_token="),
+    pytest.param('{{"api_key": "{}", "model": "x"}}', OPAQUE_TOKEN, id="json-api_key"),
+    pytest.param("{{'api_key': '{}', 'model': 'x'}}", OPAQUE_TOKEN, id="repr-api_key"),
+    pytest.param('{{"password": "{}"}}', "correct horse battery staple", id="json-spaces"),
+    pytest.param("X-Api-Key: {}", OPAQUE_TOKEN, id="x-api-key"),
+    pytest.param("client_secret={}", "s3cr3t-Value-With-Dashes", id="client_secret"),
+    pytest.param(
+        "connect https://{}@db.example.com:5432/x", "admin:S3cr3tPassw0rd", id="url-user-pass"
+    ),
+    pytest.param("connect wss://{}@agent.livekit.cloud/rtc", OPAQUE_TOKEN, id="url-token"),
+    pytest.param("proxy=http://{}@proxy:3128", "svc:pa55w0rd!xyz", id="url-proxy"),
+]
+
+INNOCENT = [
+    "category: MaxGatewayCredits",
+    "LLM token credit quota exceeded, category: MaxGatewayCredits, remaining: 0",
+    "task-force",
+    "risk-free, desk-top, ask-me",
+    "Error code: 429",
+    "Error code: 429 - {'error': {'message': 'rate limited', 'type': 'tokens', 'code': null}}",
+    "https://agent-gateway.livekit.cloud/v1/chat/completions",
+    "wss://agent-gateway.livekit.cloud:443",
+    "connect to wss://agent-gateway.livekit.cloud:443/stt?model=nova-3&language=en",
+    "max_tokens=100 input_tokens: 12 tokens: 5",
+    "the token expired; token limit reached; basic auth failed",
+    "Bearer",
+    "Invalid response status (429 Too Many Requests)",
+    "Connection error. (caused by SSLCertVerificationError: [SSL: CERTIFICATE_VERIFY_FAILED] "
+    "certificate verify failed: unable to get local issuer certificate (_ssl.c:1006))",
+    "cannot reuse already awaited coroutine",
+    'LiveKit Inference TTS returned error: {"type": "error", "code": 429}',
+    "keyword: value, monkey: business",
+    "",
+]
+
+
+def pieces(secret: str, size: int = 8) -> list[str]:
+    """Every ``size``-char substring of ``secret`` (the whole secret when it is shorter)."""
+    if len(secret) <= size:
+        return [secret]
+    return [secret[i : i + size] for i in range(len(secret) - size + 1)]
+
+
+def assert_gone(secret: str, text: str) -> None:
+    for piece in pieces(secret):
+        assert piece not in text, f"{piece!r} of the secret survived in {text!r}"
+
+
+@pytest.mark.parametrize(("template", "secret"), CASES)
+def test_the_secret_is_removed(template: str, secret: str) -> None:
+    text = "provider error: " + template.format(secret) + " (request req_1)"
+    assert len(text) <= MAX_MESSAGE_CHARS
+    cleaned = clean_message(text)
+    assert_gone(secret, cleaned)
+    assert REDACTED in cleaned
+    assert cleaned.startswith("provider error: ")
+    assert redact(cleaned) == cleaned  # idempotent
+
+
+@pytest.mark.parametrize(("template", "secret"), CASES)
+def test_the_secret_is_removed_wherever_the_cut_falls(template: str, secret: str) -> None:
+    planted = template.format(secret)
+    # the cut keeps 0 .. all of the planted text, one position at a time
+    for kept in range(len(planted) + 1):
+        prefix = ("lorem ipsum dolor sit amet " * 20)[: MAX_MESSAGE_CHARS - 2 - kept] + " "
+        text = prefix + planted + " and then some more words after the secret"
+        assert truncate(text) == prefix + planted[:kept] + "\u2026"
+        cleaned = clean_message(text)
+        assert cleaned.startswith(prefix)
+        assert_gone(secret, cleaned)
+
+
+@pytest.mark.parametrize("text", INNOCENT)
+def test_innocent_text_is_unchanged(text: str) -> None:
+    assert clean_message(text) == text
+    assert redact(text) == text
+
+
+def test_innocent_text_at_the_cut_keeps_its_prefix() -> None:
+    text = "x " * 200 + "Error code: 429 category: MaxGatewayCredits"
+    cleaned = clean_message(text)
+    assert cleaned == text[: MAX_MESSAGE_CHARS - 1] + "\u2026"
+
+
+def test_a_url_without_credentials_cut_by_the_truncation() -> None:
+    # cut inside the authority: the part kept might be a token (wss://<token>@host), so it goes;
+    # a complete authority followed by a path stays
+    text = "a" * 200 + " wss://agent-gateway.livekit.cloud/stt?model=nova-3" + " b" * 100
+    assert clean_message(text) == text[:255] + "\u2026"
+    cut = "a" * 240 + " wss://agent-gatewa" + "y.livekit.cloud/stt"
+    cleaned = clean_message(cut)
+    assert cleaned.endswith("wss://" + REDACTED + "\u2026")
+
+
+def test_credentials_in_a_url_cut_before_the_at_sign() -> None:
+    # "https://user:password@host" cut inside the password or just before the "@"
+    for kept in ("https://admin:S3cr3tP", "https://admin:S3cr3tPassw0rd"):
+        text = "x" * (MAX_MESSAGE_CHARS - 1 - len(kept) - 1) + " " + kept + "@db.example.com/x"
+        cleaned = clean_message(text)
+        assert "S3cr3tP" not in cleaned
+        assert "admin" not in cleaned
+        assert cleaned.endswith("https://" + REDACTED + "\u2026")
+    # a wss://<token>@host cut before the "@"
+    text = "x" * 200 + " wss://" + OPAQUE_TOKEN + "@agent.livekit.cloud"
+    text = text[: MAX_MESSAGE_CHARS + 5]
+    assert_gone(OPAQUE_TOKEN[:20], clean_message(text))
+
+
+def test_a_jwt_cut_after_its_header() -> None:
+    header = JWT.split(".")[0]
+    for tail in (".", ".eyJzdWIi", ".eyJzdWIiOiJhZ2VudC0xMjMiLCJ2a"):
+        kept = "participant token " + header + tail
+        text = (
+            "y" * (MAX_MESSAGE_CHARS - 1 - len(kept) - 1) + " " + kept + JWT[len(header + tail) :]
+        )
+        cleaned = clean_message(text)
+        assert_gone(header, cleaned)
+        assert cleaned.endswith(REDACTED + "\u2026") or cleaned.endswith(REDACTED)
+    # a bare JWT (no "token" word before it), in full
+    assert redact(f"jwt={JWT}") == f"jwt={REDACTED}"
+    assert redact(f"got {JWT} back") == f"got {REDACTED} back"
+
+
+def test_several_secrets_in_one_message() -> None:
+    text = f"Bearer {OPAQUE_TOKEN} key={OPENAI_KEY} url=https://u:p4ssw0rd-long@h/x {JWT}"
+    cleaned = clean_message(text[:MAX_MESSAGE_CHARS])
+    for secret in (OPAQUE_TOKEN, OPENAI_KEY, "p4ssw0rd-long", JWT):
+        assert_gone(secret, cleaned)
+
+
+def test_the_secret_parameter_name_is_kept() -> None:
+    assert redact("api_key=abc123def456") == f"api_key={REDACTED}"
+    assert redact('"api_key": "abc123def456"') == f'"api_key": "{REDACTED}"'
+    assert redact("'token': 'abc 123 def'") == f"'token': '{REDACTED}'"
+    assert redact("Authorization: Bearer abc.def-ghi") == f"Authorization: Bearer {REDACTED}"
+    assert redact("https://user:pw@host/x") == f"https://{REDACTED}@host/x"
+
+
+def test_truncate() -> None:
+    assert truncate("a" * MAX_MESSAGE_CHARS) == "a" * MAX_MESSAGE_CHARS
+    cut = truncate("a" * (MAX_MESSAGE_CHARS + 1))
+    assert len(cut) == MAX_MESSAGE_CHARS
+    assert cut.endswith("\u2026")
+    assert truncate("abcdef", limit=4) == "abc\u2026"
+    assert truncate("") == ""
+
+
+def test_truncation_happens_before_redaction() -> None:
+    # a 10 MB message full of secret-looking text costs no more than its first 256 chars
+    huge = ("Bearer " + OPAQUE_TOKEN + " api_key=" + OPENAI_KEY + " ") * 200_000
+    start = time.perf_counter()
+    cleaned = clean_message(huge)
+    assert time.perf_counter() - start < 0.05
+    assert cleaned.endswith("\u2026")
+    assert_gone(OPAQUE_TOKEN, cleaned)
+    assert_gone(OPENAI_KEY, cleaned)
+    assert len(cleaned) <= MAX_MESSAGE_CHARS + 10 * cleaned.count(REDACTED)
+
+
+def test_pathological_inputs_are_fast() -> None:
+    for text in (
+        "https://" + "a" * 250,
+        "https://" + "a:" * 125,
+        "token=" + "=" * 250,
+        "eyJ" + "a." * 120,
+        "Bearer " + "a" * 249,
+        '"api_key": "' + "x" * 240,
+        "sk-" + "-" * 253,
+    ):
+        start = time.perf_counter()
+        for _ in range(100):
+            clean_message(text)
+        assert time.perf_counter() - start < 0.5, text[:20]
