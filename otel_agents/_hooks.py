@@ -7,9 +7,11 @@ although their errors never reach the session's ``error`` event.
 
 Attempt index: livekit's events carry none, but each retry loop emits from its own task, so
 failures are counted per ``(instance, asyncio.current_task())``. A request ends at its final
-(``recoverable=False``) failure; the count also resets after a quiet gap (long-lived STT
-streams reset their retry budget), on ``metrics_collected`` for STT (``recognize()`` calls share
-the caller's task) and on ``session_reconnected`` for realtime sessions.
+(``recoverable=False``) failure; it also ends when its task ends, after a quiet gap (long-lived
+STT streams reset their retry budget), and on an STT success in the same task (``recognize()``
+calls share the caller's task). A realtime session is one long-lived connection whose errors come
+from two tasks (receive loop and reconnect loop): it counts per instance, reset on
+``session_reconnected``.
 
 Every handler catches its own exceptions: livekit's emitter re-raises ``TypeError`` into the
 retry loop, and a hook must never change what the agent does.
@@ -18,13 +20,14 @@ retry loop, and a hook must never change what the agent does.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import functools
 import importlib
+import inspect
 import threading
 import time
 import weakref
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any, Final
 
 from . import _labels as lbl
@@ -34,7 +37,7 @@ from ._record import AttemptRecord, Recorder
 #: a request with no failure for this long starts again at attempt 0
 QUIET_GAP_S: Final = 30.0
 
-#: (module, class, component): the base classes whose ``__init__`` is wrapped
+#: (module, class, component): the base classes whose ``__init__`` is wrapped to attach hooks
 TARGETS: Final = (
     ("livekit.agents.llm", "LLM", "llm"),
     ("livekit.agents.stt", "STT", "stt"),
@@ -47,29 +50,48 @@ _recorder: Recorder | None = None
 _originals: dict[type, Callable[..., None]] = {}
 _attached: weakref.WeakSet[object] = weakref.WeakSet()
 _lock = threading.Lock()
-# Some wrappers re-emit a child's error (the realtime FallbackAdapter): record it once.
-_last_error: weakref.ref[BaseException] | None = None
-_NO_TASK: Final = object()
+
+# The realtime FallbackAdapter's session re-emits its child's error (the same exception object,
+# sometimes in a model_copy of the event): the child's record is the one that counts.
+_last_realtime_error: BaseException | None = None
+
+# A TTS that implements synthesize() with its own stream() (livekit's _ChunkedStreamFromStream,
+# used by inference.TTS) emits each failure twice: once from the inner max_retry=0 stream and
+# once, with the same exception, from the outer retry loop, whose attempt index and final flag
+# are the true ones. Tasks inherit the context they are created in, so marking the construction
+# of the chunked stream, and then of a stream of the same TTS inside it, marks exactly the inner
+# stream's task.
+_chunked_tts: contextvars.ContextVar[object | None] = contextvars.ContextVar(
+    "otel_agents_chunked_tts", default=None
+)
+_inner_stream_tts: contextvars.ContextVar[object | None] = contextvars.ContextVar(
+    "otel_agents_inner_stream_tts", default=None
+)
 
 
-@dataclass(slots=True)
 class _Request:
-    attempts: int
-    first_root_cause: str
-    last_failure: float
+    __slots__ = ("attempts", "first_root_cause", "last_failure", "open")
+
+    def __init__(self) -> None:
+        self.open = False
+        self.attempts = 0
+        self.first_root_cause = ""
+        self.last_failure = 0.0
 
 
 class _Instance:
-    """What one instrumented provider instance needs: its component, provider label and the
-    in-flight requests, keyed weakly by the task that runs each retry loop."""
+    """What one instrumented provider instance needs: its component, its provider label and
+    the request in flight per task."""
 
-    __slots__ = ("__weakref__", "component", "owner", "provider", "requests")
+    __slots__ = ("__weakref__", "component", "owner", "per_instance", "provider", "requests")
 
     def __init__(self, owner: object, component: str) -> None:
         self.owner = weakref.ref(owner)
         self.component = component
         self.provider: str | None = None
-        self.requests: weakref.WeakKeyDictionary[Any, _Request] = weakref.WeakKeyDictionary()
+        self.per_instance = component == "realtime"
+        # keyed by task; an entry leaves when its task is done (see _request_for)
+        self.requests: dict[object, _Request] = {}
 
     def provider_label(self) -> str:
         # Read lazily: subclasses set what ``provider`` reads after the base __init__ ran.
@@ -77,11 +99,30 @@ class _Instance:
             self.provider = lbl.provider(_provider_name(self.owner()))
         return self.provider
 
+    def request_for(self, key: object) -> _Request:
+        request = self.requests.get(key)
+        if request is None:
+            request = self.requests[key] = _Request()
+            if isinstance(key, asyncio.Task):
+                key.add_done_callback(functools.partial(_forget, weakref.ref(self)))
+        return request
+
+
+def _forget(inst_ref: weakref.ref[_Instance], task: asyncio.Task[Any]) -> None:
+    inst = inst_ref()
+    if inst is not None:
+        inst.requests.pop(task, None)
+
+
+def _is_wrapper(owner: object) -> bool:
+    name = type(owner).__name__
+    return name == "FallbackAdapter" or name.startswith("_Fallback")
+
 
 def _provider_name(owner: object) -> str | None:
     if owner is None:
         return None
-    if type(owner).__name__ == "FallbackAdapter" or type(owner).__name__.startswith("_Fallback"):
+    if _is_wrapper(owner):
         return "fallback_adapter"
     try:
         source = owner
@@ -99,40 +140,55 @@ def _provider_name(owner: object) -> str | None:
     return None
 
 
-def _current_task() -> Any:
+_ONE_KEY: Final = object()  # the request of a realtime session, or of synchronous emits
+
+
+def _request_key(inst: _Instance) -> object:
+    if inst.per_instance:
+        return _ONE_KEY
     try:
         task = asyncio.current_task()
     except RuntimeError:  # no running loop: a synchronous emit
-        return _NO_TASK
-    return task if task is not None else _NO_TASK
+        return _ONE_KEY
+    return _ONE_KEY if task is None else task
 
 
-def _make_error_handler(inst: _Instance) -> Callable[[Any], None]:
+def _with_signature(handler: Callable[[Any], None]) -> Callable[[Any], None]:
+    # livekit's EventEmitter.emit calls inspect.signature() on every callback for every event;
+    # a precomputed __signature__ spares the host that introspection (about 5 us per emit).
+    handler.__signature__ = inspect.signature(handler)  # type: ignore[attr-defined]
+    return handler
+
+
+def _make_error_handler(inst: _Instance, emitter: object) -> Callable[[Any], None]:
+    is_wrapper = _is_wrapper(emitter)
+    is_tts = inst.component == "tts"
+    is_realtime = inst.component == "realtime"
+    tts_ref = weakref.ref(emitter) if is_tts else None
+
     def on_error(ev: Any) -> None:
+        global _last_realtime_error
         recorder = _recorder
         if recorder is None:
             return
         try:
-            _on_error(recorder, inst, ev)
+            error = ev.error
+            if is_realtime:
+                if is_wrapper and error is _last_realtime_error:
+                    return
+                _last_realtime_error = error
+            elif is_tts and tts_ref is not None and _inner_stream_tts.get() is tts_ref():
+                return  # the outer retry loop re-emits this same error as its own attempt
+            _on_error(recorder, inst, error, ev.recoverable is not True)
         except Exception:
             recorder.internal_error("attempt_hook")
 
-    return on_error
+    return _with_signature(on_error)
 
 
-def _on_error(recorder: Recorder, inst: _Instance, ev: Any) -> None:
-    global _last_error
-    error = ev.error
+def _on_error(recorder: Recorder, inst: _Instance, error: object, final: bool) -> None:
     if not isinstance(error, BaseException):
         return
-    last = _last_error
-    if last is not None and last() is error:
-        return
-    try:
-        _last_error = weakref.ref(error)
-    except TypeError:
-        _last_error = None
-    final = ev.recoverable is not True
     now = time.monotonic()
     try:
         classification = classify(error)
@@ -140,30 +196,27 @@ def _on_error(recorder: Recorder, inst: _Instance, ev: Any) -> None:
         recorder.internal_error("classify")
         return
     root = classification.root_cause_type
-    key = _current_task()
-    requests = inst.requests
-    if key is _NO_TASK:
-        key = inst  # synchronous emits share one request per instance
-    request = requests.get(key)
-    if request is None or now - request.last_failure > QUIET_GAP_S:
-        request = _Request(attempts=0, first_root_cause=root, last_failure=now)
-        attempt = 0
+    key = _request_key(inst)
+    request = inst.request_for(key)
+    if not request.open or now - request.last_failure > QUIET_GAP_S:
+        request.open = True
+        request.attempts = 0
+        request.first_root_cause = root
     else:
         request.attempts += 1
-        request.last_failure = now
-        attempt = request.attempts
+    request.last_failure = now
+    attempt = request.attempts
+    first_root_cause = request.first_root_cause
     if final:
-        requests.pop(key, None)
-    else:
-        requests[key] = request
+        request.open = False
     recorder.attempt_failed(
         AttemptRecord(
             component=inst.component,
-            provider=inst.provider_label(),
+            provider=inst.provider or inst.provider_label(),
             attempt=attempt,
             final=final,
-            first_root_cause_type=request.first_root_cause,
-            masked=final and attempt > 0 and root != request.first_root_cause,
+            first_root_cause_type=first_root_cause,
+            masked=final and attempt > 0 and root != first_root_cause,
             classification=classification,
             timestamp_ns=time.time_ns(),
         )
@@ -171,31 +224,34 @@ def _on_error(recorder: Recorder, inst: _Instance, ev: Any) -> None:
 
 
 def _make_metrics_handler(inst: _Instance) -> Callable[[Any], None]:
-    reset = inst.component == "stt"
+    # recognize() calls share the caller's task: a success there ends the caller's request
+    ends_request = inst.component == "stt"
 
     def on_metrics(_: Any) -> None:
         recorder = _recorder
         if recorder is None:
             return
         try:
-            if reset and inst.requests:
-                inst.requests.clear()
-            recorder.request_ok(inst.component, inst.provider_label())
+            if ends_request and inst.requests:
+                request = inst.requests.get(_request_key(inst))
+                if request is not None:
+                    request.open = False
+            recorder.request_ok(inst.component, inst.provider or inst.provider_label())
         except Exception:
             recorder.internal_error("request_hook")
 
-    return on_metrics
+    return _with_signature(on_metrics)
 
 
 def _make_reconnected_handler(inst: _Instance) -> Callable[[Any], None]:
-    def on_reconnected(_: Any = None) -> None:
+    def on_reconnected(_: Any) -> None:
         try:
             inst.requests.clear()
         except Exception:
             if _recorder is not None:
                 _recorder.internal_error("request_hook")
 
-    return on_reconnected
+    return _with_signature(on_reconnected)
 
 
 def attach(emitter: Any, component: str) -> None:
@@ -205,9 +261,9 @@ def attach(emitter: Any, component: str) -> None:
             return
         _attached.add(emitter)
     inst = _Instance(emitter, component)
-    emitter.on("error", _make_error_handler(inst))
+    emitter.on("error", _make_error_handler(inst, emitter))
     # Adapters forward their children's metrics: count requests once, on the children.
-    if not type(emitter).__name__.startswith(("FallbackAdapter", "_Fallback")):
+    if not _is_wrapper(emitter):
         emitter.on("metrics_collected", _make_metrics_handler(inst))
     if component == "realtime":
         emitter.on("session_reconnected", _make_reconnected_handler(inst))
@@ -227,12 +283,50 @@ def _wrap_init(original: Callable[..., None], component: str) -> Callable[..., N
     return __init__
 
 
+def _wrap_chunked_stream_init(original: Callable[..., None]) -> Callable[..., None]:
+    @functools.wraps(original)
+    def __init__(self: Any, *args: Any, **kwargs: Any) -> None:
+        token = _chunked_tts.set(kwargs.get("tts"))
+        try:
+            original(self, *args, **kwargs)
+        finally:
+            _chunked_tts.reset(token)
+
+    return __init__
+
+
+def _wrap_synthesize_stream_init(original: Callable[..., None]) -> Callable[..., None]:
+    @functools.wraps(original)
+    def __init__(self: Any, *args: Any, **kwargs: Any) -> None:
+        tts = kwargs.get("tts")
+        if tts is None or _chunked_tts.get() is not tts:
+            original(self, *args, **kwargs)
+            return
+        token = _inner_stream_tts.set(tts)
+        try:
+            original(self, *args, **kwargs)
+        finally:
+            _inner_stream_tts.reset(token)
+
+    return __init__
+
+
+def _wraps() -> list[tuple[str, str, Callable[[Callable[..., None]], Callable[..., None]]]]:
+    wraps: list[tuple[str, str, Callable[[Callable[..., None]], Callable[..., None]]]] = [
+        (module, name, functools.partial(_wrap_init, component=component))
+        for module, name, component in TARGETS
+    ]
+    wraps.append(("livekit.agents.tts", "ChunkedStream", _wrap_chunked_stream_init))
+    wraps.append(("livekit.agents.tts", "SynthesizeStream", _wrap_synthesize_stream_init))
+    return wraps
+
+
 def instrument(recorder: Recorder) -> None:
     """Wrap the base classes' constructors (idempotent) and start recording to ``recorder``."""
     global _recorder
     with _lock:
         _recorder = recorder
-        for module_name, class_name, component in TARGETS:
+        for module_name, class_name, wrap in _wraps():
             try:
                 cls = getattr(importlib.import_module(module_name), class_name)
             except Exception:  # an optional part of livekit that is not there
@@ -241,15 +335,15 @@ def instrument(recorder: Recorder) -> None:
                 continue
             original = cls.__dict__["__init__"]
             _originals[cls] = original
-            cls.__init__ = _wrap_init(original, component)
+            cls.__init__ = wrap(original)
 
 
 def uninstrument() -> None:
     """Restore the constructors; handlers already attached become no-ops."""
-    global _recorder, _last_error
+    global _recorder, _last_realtime_error
     with _lock:
         _recorder = None
-        _last_error = None
+        _last_realtime_error = None
         for cls, original in _originals.items():
             cls.__init__ = original  # type: ignore[misc]
         _originals.clear()

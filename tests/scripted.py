@@ -7,6 +7,7 @@ real ``httpx2.Response``, re-raised exactly as ``livekit/agents/inference/llm.py
 
 from __future__ import annotations
 
+import functools
 import ssl
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -21,7 +22,9 @@ Step = Callable[[], None] | str  # raise, or reply with this text ("" = empty co
 _REQUEST = httpx2.Request("POST", "https://agent-gateway.livekit.cloud/v1/chat/completions")
 
 
+@functools.cache
 def _openai_client() -> openai.AsyncOpenAI:
+    # one client: each one loads its own SSL context and CA store (~1 MB)
     return openai.AsyncOpenAI(api_key="sk-test", base_url="https://agent-gateway.livekit.cloud/v1")
 
 
