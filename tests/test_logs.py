@@ -14,6 +14,7 @@ from livekit.agents.types import APIConnectOptions
 
 import otel_agents
 from otel_agents import _names as n
+
 from scripted import ScriptedLLM, ssl_connection_error
 
 
