@@ -150,6 +150,8 @@ def shutdown(timeout: float = 2.0) -> None:
             return
         _hooks.uninstrument()
         get_metrics().mirror_to(None)
+        if state.tracer_provider is not None:
+            _give_livekit_back_the_global_tracer()
         if state.server is not None:
             _stop_metrics_server(state.server)
     providers: list[Any] = [p for p in (state.tracer_provider, state.meter_provider) if p]
@@ -174,6 +176,16 @@ def shutdown(timeout: float = 2.0) -> None:
     worker.join(max(0.0, deadline - time.monotonic()))
     if worker.is_alive():
         logger.warning("otel_agents: shutdown timed out after %.1fs; telemetry dropped", timeout)
+
+
+def _give_livekit_back_the_global_tracer() -> None:
+    # undo init()'s hand-off: livekit must not keep exporting to a provider we shut down
+    try:
+        from livekit.agents.telemetry import set_tracer_provider
+
+        set_tracer_provider(trace.get_tracer_provider())
+    except Exception:
+        logger.debug("otel_agents: could not restore livekit's tracer provider", exc_info=False)
 
 
 def settings() -> _config.Settings | None:

@@ -923,8 +923,12 @@ async def chat_once(model: ScriptedLLM, max_retry: int) -> tuple[type[BaseExcept
 
 
 async def without_otel_agents(telemetry: Any, scenario: Callable[[], Any]) -> Any:
-    """Run ``scenario`` with otel-agents shut down (models built inside are not instrumented)."""
+    """Run ``scenario`` with otel-agents shut down (models built inside are not instrumented),
+    livekit keeping the same recording tracer: only the hooks differ from the instrumented run."""
+    from livekit.agents.telemetry import set_tracer_provider
+
     otel_agents.shutdown()
+    set_tracer_provider(telemetry.provider)  # shutdown() gave livekit back the global provider
     try:
         return await asyncio.wait_for(scenario(), TIMEOUT)
     finally:

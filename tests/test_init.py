@@ -99,6 +99,18 @@ async def test_shutdown_uninstruments_and_init_again_works() -> None:
 
 
 @pytest.mark.usefixtures("clean")
+def test_livekit_gets_our_tracer_provider_until_shutdown() -> None:
+    from livekit.agents.telemetry import traces
+    from opentelemetry.sdk.trace import TracerProvider
+
+    provider = TracerProvider()
+    otel_agents.init(tracer_provider=provider)
+    assert traces.tracer._tracer_provider is provider
+    otel_agents.shutdown()
+    assert traces.tracer._tracer_provider is not provider
+
+
+@pytest.mark.usefixtures("clean")
 def test_meter_provider_is_used_but_never_made_global() -> None:
     before = otel_metrics.get_meter_provider()
     reader = InMemoryMetricReader()

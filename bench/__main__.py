@@ -1,0 +1,13 @@
+"""``make bench``: run every benchmark, print a table, write ``bench/results/*.json``."""
+
+from __future__ import annotations
+
+from bench import hook_cost
+
+
+def main() -> None:
+    hook_cost.main()
+
+
+if __name__ == "__main__":
+    main()
