@@ -264,7 +264,13 @@ def classify(exc: BaseException) -> Classification:
         if signal is None:
             signal = _signal(fields, texts)
         if not maybe_quota:
-            maybe_quota = _maybe_quota(fields, texts)
+            maybe_quota = (
+                fields.get("category") is not None
+                or fields.get("quota_type") is not None
+                or fields.get("response") is not None
+                or _maybe_quota_body(fields.get("body"))
+                or any(_QUOTA_MARKERS.search(t) is not None for t in texts)
+            )
     quota = _find_quota([_Link(e) for e in chain]) if maybe_quota else None
     if own_terminal is not None:  # rule 1: the error says so itself
         terminal = own_terminal
@@ -461,21 +467,13 @@ def _texts(exc: BaseException, fields: dict[str, Any]) -> tuple[str, ...]:
     return tuple(texts)
 
 
-def _maybe_quota(fields: dict[str, Any], texts: tuple[str, ...]) -> bool:
-    """Whether any quota location could match on this exception (a cheap superset)."""
-    if (
-        fields.get("category") is not None
-        or fields.get("quota_type") is not None
-        or fields.get("response") is not None
-    ):
-        return True
-    body = fields.get("body")
-    if body is not None and type(body) is not str:
-        return True
-    for t in texts:
-        if QUOTA_BODY_TYPE in t or "quota_type" in t or "ategory" in t or "ATEGORY" in t:
-            return True
-    return False
+#: text that a quota location could match: the body type, a websocket payload's quota_type
+#: field, or a category fragment (a cheap superset: the locations check precisely)
+_QUOTA_MARKERS: Final = re.compile(QUOTA_BODY_TYPE + "|quota_type|ategory|ATEGORY")
+
+
+def _maybe_quota_body(body: object) -> bool:
+    return body is not None and type(body) is not str
 
 
 class _Link:
