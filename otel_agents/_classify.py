@@ -126,6 +126,9 @@ _KIND_ORDER: Final = (
     ("server_error", _PROVIDER_ERROR_NAMES),
 )
 
+#: an HTTP client's "this response had an error status" exception (httpx, httpx2)
+_TRANSPORT_STATUS_NAMES: Final = frozenset({"HTTPStatusError"})
+
 _MAX_CACHED_TYPES: Final = 4096
 _type_names: dict[type, str] = {}
 _type_kinds: dict[type, str | None] = {}
@@ -206,6 +209,12 @@ def exception_chain(exc: BaseException, limit: int = MAX_CHAIN) -> list[BaseExce
                 nxt = None
             if not isinstance(nxt, BaseException):
                 nxt = current.__context__
+                # SDKs (openai, anthropic) raise their status error ``from None`` inside
+                # ``except httpx.HTTPStatusError``: that hidden context is the transport's view
+                # of the same HTTP response, not a deeper cause. Going past it would give every
+                # HTTP error of every provider the same root cause.
+                if type(nxt).__name__ in _TRANSPORT_STATUS_NAMES:
+                    break
             if not isinstance(nxt, BaseException) or id(nxt) in seen:
                 break
         except Exception:  # a hostile __context__, or a __class__ that raises in isinstance

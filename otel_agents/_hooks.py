@@ -31,7 +31,7 @@ from collections.abc import Callable
 from typing import Any, Final
 
 from . import _labels as lbl
-from ._classify import classify
+from ._classify import Classification, classify
 from ._record import AttemptRecord, Recorder
 
 #: a request with no failure for this long starts again at attempt 0
@@ -83,15 +83,25 @@ class _Instance:
     """What one instrumented provider instance needs: its component, its provider label and
     the request in flight per task."""
 
-    __slots__ = ("__weakref__", "component", "owner", "per_instance", "provider", "requests")
+    __slots__ = (
+        "__weakref__",
+        "component",
+        "inner_error",
+        "owner",
+        "per_instance",
+        "provider",
+        "requests",
+    )
 
     def __init__(self, owner: object, component: str) -> None:
         self.owner = weakref.ref(owner)
         self.component = component
         self.provider: str | None = None
         self.per_instance = component == "realtime"
-        # keyed by task; an entry leaves when its task is done (see _request_for)
+        # keyed by task; an entry leaves when its task is done (see request_for)
         self.requests: dict[object, _Request] = {}
+        # a TTS's inner-stream error, classified before livekit clobbers its chain
+        self.inner_error: tuple[BaseException, Classification] | None = None
 
     def provider_label(self) -> str:
         # Read lazily: subclasses set what ``provider`` reads after the base __init__ ran.
@@ -178,7 +188,11 @@ def _make_error_handler(inst: _Instance, emitter: object) -> Callable[[Any], Non
                     return
                 _last_realtime_error = error
             elif is_tts and tts_ref is not None and _inner_stream_tts.get() is tts_ref():
-                return  # the outer retry loop re-emits this same error as its own attempt
+                # The outer retry loop re-emits this same error as its own attempt, but by then
+                # livekit has re-raised it inside ``except StopAsyncIteration``, overwriting its
+                # __context__: classify it now, record it then.
+                inst.inner_error = (error, classify(error))
+                return
             _on_error(recorder, inst, error, ev.recoverable is not True)
         except Exception:
             recorder.internal_error("attempt_hook")
@@ -190,11 +204,16 @@ def _on_error(recorder: Recorder, inst: _Instance, error: object, final: bool) -
     if not isinstance(error, BaseException):
         return
     now = time.monotonic()
-    try:
-        classification = classify(error)
-    except Exception:
-        recorder.internal_error("classify")
-        return
+    inner = inst.inner_error
+    if inner is not None and inner[0] is error:
+        classification = inner[1]
+        inst.inner_error = None
+    else:
+        try:
+            classification = classify(error)
+        except Exception:
+            recorder.internal_error("classify")
+            return
     root = classification.root_cause_type
     key = _request_key(inst)
     request = inst.request_for(key)
@@ -223,15 +242,24 @@ def _on_error(recorder: Recorder, inst: _Instance, error: object, final: bool) -
     )
 
 
-def _make_metrics_handler(inst: _Instance) -> Callable[[Any], None]:
+def _make_metrics_handler(inst: _Instance, emitter: object) -> Callable[[Any], None]:
     # recognize() calls share the caller's task: a success there ends the caller's request
     ends_request = inst.component == "stt"
+    tts_ref = weakref.ref(emitter) if inst.component == "tts" else None
 
-    def on_metrics(_: Any) -> None:
+    def on_metrics(ev: Any) -> None:
         recorder = _recorder
         if recorder is None:
             return
         try:
+            # synthesize-via-stream: the inner stream's metrics (streamed=True) and the outer
+            # chunked stream's describe one request; count the outer's
+            if (
+                tts_ref is not None
+                and _chunked_tts.get() is tts_ref()
+                and getattr(ev, "streamed", False) is True
+            ):
+                return
             if ends_request and inst.requests:
                 request = inst.requests.get(_request_key(inst))
                 if request is not None:
@@ -264,7 +292,7 @@ def attach(emitter: Any, component: str) -> None:
     emitter.on("error", _make_error_handler(inst, emitter))
     # Adapters forward their children's metrics: count requests once, on the children.
     if not _is_wrapper(emitter):
-        emitter.on("metrics_collected", _make_metrics_handler(inst))
+        emitter.on("metrics_collected", _make_metrics_handler(inst, emitter))
     if component == "realtime":
         emitter.on("session_reconnected", _make_reconnected_handler(inst))
 

@@ -55,7 +55,11 @@ def gateway_status_error(status: int, body: object) -> Callable[[], None]:
 
     def raise_it() -> None:
         try:
-            raise openai_status_error(status, body)
+            # as the SDK does: its status error is raised ``from None`` while handling httpx's
+            try:
+                openai_status_error(status, body).response.raise_for_status()
+            except httpx2.HTTPStatusError:
+                raise openai_status_error(status, body) from None
         except openai.APIStatusError as e:
             raise APIStatusError(
                 e.message,
