@@ -278,7 +278,7 @@ def classify(exc: BaseException) -> Classification:
                 or fields.get("quota_type") is not None
                 or fields.get("response") is not None
                 or _maybe_quota_body(fields.get("body"))
-                or any(_QUOTA_MARKERS.search(t) is not None for t in texts)
+                or _has_quota_marker(texts)
             )
     quota = _find_quota([_Link(e) for e in chain]) if maybe_quota else None
     if own_terminal is not None:  # rule 1: the error says so itself
@@ -476,9 +476,14 @@ def _texts(exc: BaseException, fields: dict[str, Any]) -> tuple[str, ...]:
     return tuple(texts)
 
 
-#: text that a quota location could match: the body type, a websocket payload's quota_type
-#: field, or a category fragment (a cheap superset: the locations check precisely)
-_QUOTA_MARKERS: Final = re.compile(QUOTA_BODY_TYPE + "|quota_type|ategory|ATEGORY")
+def _has_quota_marker(texts: tuple[str, ...]) -> bool:
+    """Text a quota location could match: the body type, a websocket payload's quota_type field
+    or a category fragment (a cheap superset: the locations check precisely). Plain substring
+    tests: a regex alternation costs three times as much on this hot path."""
+    for t in texts:
+        if QUOTA_BODY_TYPE in t or "quota_type" in t or "ategory" in t or "ATEGORY" in t:
+            return True
+    return False
 
 
 def _maybe_quota_body(body: object) -> bool:
