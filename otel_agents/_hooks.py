@@ -31,6 +31,7 @@ from collections.abc import Callable
 from typing import Any, Final
 
 from . import _labels as lbl
+from . import _session
 from ._classify import Classification, classify
 from ._record import AttemptRecord, Recorder
 
@@ -47,7 +48,8 @@ TARGETS: Final = (
 )
 
 _recorder: Recorder | None = None
-_originals: dict[type, Callable[..., None]] = {}
+_originals: dict[tuple[type, str], Callable[..., Any]] = {}
+_silence_timeout = 8.0
 _attached: weakref.WeakSet[object] = weakref.WeakSet()
 _lock = threading.Lock()
 
@@ -193,14 +195,14 @@ def _make_error_handler(inst: _Instance, emitter: object) -> Callable[[Any], Non
                 # __context__: classify it now, record it then.
                 inst.inner_error = (error, classify(error))
                 return
-            _on_error(recorder, inst, error, ev.recoverable is not True)
+            _on_error(recorder, inst, ev, error, ev.recoverable is not True)
         except Exception:
             recorder.internal_error("attempt_hook")
 
     return _with_signature(on_error)
 
 
-def _on_error(recorder: Recorder, inst: _Instance, error: object, final: bool) -> None:
+def _on_error(recorder: Recorder, inst: _Instance, ev: object, error: object, final: bool) -> None:
     if not isinstance(error, BaseException):
         return
     now = time.monotonic()
@@ -228,18 +230,18 @@ def _on_error(recorder: Recorder, inst: _Instance, error: object, final: bool) -
     first_root_cause = request.first_root_cause
     if final:
         request.open = False
-    recorder.attempt_failed(
-        AttemptRecord(
-            component=inst.component,
-            provider=inst.provider or inst.provider_label(),
-            attempt=attempt,
-            final=final,
-            first_root_cause_type=first_root_cause,
-            masked=final and attempt > 0 and root != first_root_cause,
-            classification=classification,
-            timestamp_ns=time.time_ns(),
-        )
+    record = AttemptRecord(
+        component=inst.component,
+        provider=inst.provider or inst.provider_label(),
+        attempt=attempt,
+        final=final,
+        first_root_cause_type=first_root_cause,
+        masked=final and attempt > 0 and root != first_root_cause,
+        classification=classification,
+        timestamp_ns=time.time_ns(),
     )
+    recorder.attempt_failed(record)
+    _session.attribute_attempt(ev, record)
 
 
 def _make_metrics_handler(inst: _Instance, emitter: object) -> Callable[[Any], None]:
@@ -339,41 +341,63 @@ def _wrap_synthesize_stream_init(original: Callable[..., None]) -> Callable[...,
     return __init__
 
 
-def _wraps() -> list[tuple[str, str, Callable[[Callable[..., None]], Callable[..., None]]]]:
-    wraps: list[tuple[str, str, Callable[[Callable[..., None]], Callable[..., None]]]] = [
-        (module, name, functools.partial(_wrap_init, component=component))
+Wrap = Callable[[Callable[..., Any]], Callable[..., Any]]
+
+
+def _wraps() -> list[tuple[str, str, str, Wrap]]:
+    wraps: list[tuple[str, str, str, Wrap]] = [
+        (module, name, "__init__", functools.partial(_wrap_init, component=component))
         for module, name, component in TARGETS
     ]
-    wraps.append(("livekit.agents.tts", "ChunkedStream", _wrap_chunked_stream_init))
-    wraps.append(("livekit.agents.tts", "SynthesizeStream", _wrap_synthesize_stream_init))
+    wraps.append(("livekit.agents.tts", "ChunkedStream", "__init__", _wrap_chunked_stream_init))
+    wraps.append(
+        ("livekit.agents.tts", "SynthesizeStream", "__init__", _wrap_synthesize_stream_init)
+    )
+    wraps.append(
+        (
+            "livekit.agents.voice",
+            "AgentSession",
+            "start",
+            lambda original: _session.wrap_start(original, _session_settings),
+        )
+    )
     return wraps
 
 
-def instrument(recorder: Recorder) -> None:
-    """Wrap the base classes' constructors (idempotent) and start recording to ``recorder``."""
-    global _recorder
+def _session_settings() -> tuple[Recorder, float] | None:
+    recorder = _recorder
+    return None if recorder is None else (recorder, _silence_timeout)
+
+
+def instrument(recorder: Recorder, silence_timeout: float = 8.0) -> None:
+    """Wrap the base classes' constructors and ``AgentSession.start`` (idempotent), and start
+    recording to ``recorder``."""
+    global _recorder, _silence_timeout
     with _lock:
         _recorder = recorder
-        for module_name, class_name, wrap in _wraps():
+        _silence_timeout = silence_timeout
+        _session.set_task_error_recorder(recorder)
+        for module_name, class_name, attribute, wrap in _wraps():
             try:
                 cls = getattr(importlib.import_module(module_name), class_name)
             except Exception:  # an optional part of livekit that is not there
                 continue
-            if cls in _originals:
+            if (cls, attribute) in _originals:
                 continue
-            original = cls.__dict__["__init__"]
-            _originals[cls] = original
-            cls.__init__ = wrap(original)
+            original = cls.__dict__[attribute]
+            _originals[(cls, attribute)] = original
+            setattr(cls, attribute, wrap(original))
 
 
 def uninstrument() -> None:
-    """Restore the constructors; handlers already attached become no-ops."""
+    """Restore the wrapped methods; handlers already attached become no-ops."""
     global _recorder, _last_realtime_error
     with _lock:
         _recorder = None
         _last_realtime_error = None
-        for cls, original in _originals.items():
-            cls.__init__ = original  # type: ignore[misc]
+        _session.set_task_error_recorder(None)
+        for (cls, attribute), original in _originals.items():
+            setattr(cls, attribute, original)
         _originals.clear()
 
 

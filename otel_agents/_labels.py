@@ -67,6 +67,7 @@ error_class = ClosedLabel(n.ERROR_CLASSES)
 quota_type = ClosedLabel(n.QUOTA_TYPES)
 quota_category = ClosedLabel(n.QUOTA_CATEGORIES)
 where = ClosedLabel(n.WHERE)
+close_reason = ClosedLabel(n.CLOSE_REASONS)
 
 
 def reset_open_labels() -> None:

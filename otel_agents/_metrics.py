@@ -15,18 +15,25 @@ import threading
 from collections.abc import Callable
 from typing import Any, Final
 
-from prometheus_client import REGISTRY, CollectorRegistry, Counter, values
+from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram, values
 
 from . import _names as n
 
 #: series each family may create before new label sets fold into ``other``
 SERIES_BUDGET: Final[dict[str, int]] = {
-    n.ATTEMPT_FAILURES: 120,
+    n.ATTEMPT_FAILURES: 100,
     n.QUOTA_ERRORS: 40,
     n.TERMINAL_ERRORS: 40,
     n.MASKED_FAILURES: 40,
-    n.REQUESTS: 60,
+    n.REQUESTS: 40,
     n.INTERNAL_ERRORS: len(n.WHERE) + 1,
+    n.UNHANDLED_TASK_ERRORS: n.OPEN_LABEL_LIMIT + 1,
+    # closed label sets: these budgets are never the binding limit
+    n.SESSIONS_STARTED: 1,
+    n.SESSIONS_CLOSED: 2 * (len(n.CLOSE_REASONS) + 1),
+    n.SILENT_SESSIONS: len(n.CLOSE_REASONS) + 1,
+    n.USER_TURNS: 1,
+    n.DEAD_TURNS: len(n.DEAD_TURN_CAUSES),
 }
 
 
@@ -101,7 +108,7 @@ class Family:
                 child = self._children.get(labels)
                 if child is not None:
                     return child
-            child = self._metric.labels(*labels)
+            child = self._metric.labels(*labels) if labels else self._metric
             self._children[labels] = child
             return child
 
@@ -113,7 +120,10 @@ class Family:
         """Drop every series (tests; the process's metrics otherwise only grow)."""
         with self._lock:
             self._children.clear()
-            self._metric.clear()
+            if self._label_names:
+                self._metric.clear()
+            else:
+                self._metric._value.set(0)
 
 
 def otlp_name(prometheus_name: str) -> str:
@@ -129,8 +139,64 @@ def _fold_positions(*positions: int) -> Callable[[tuple[str, ...]], tuple[str, .
     return fold
 
 
+class Histo:
+    """A histogram with a closed label set (or none), its children cached, and an OTel mirror."""
+
+    __slots__ = ("_children", "_label_names", "_metric", "_mirror", "name")
+
+    def __init__(self, metric: Histogram, name: str) -> None:
+        self._metric = metric
+        self.name = name
+        self._children: dict[tuple[str, ...], Any] = {}
+        self._label_names: tuple[str, ...] = tuple(metric._labelnames)
+        self._mirror: Any = None
+
+    def observe(self, value: float, labels: tuple[str, ...] = ()) -> None:
+        child = self._children.get(labels)
+        if child is None:
+            child = self._metric.labels(*labels) if labels else self._metric
+            self._children[labels] = child
+        child.observe(value)
+        mirror = self._mirror
+        if mirror is not None:
+            mirror.record(value, dict(zip(self._label_names, labels, strict=True)))
+
+    def clear(self) -> None:
+        self._children.clear()
+        if self._label_names:
+            self._metric.clear()
+
+    @property
+    def series(self) -> int:
+        return len(self._children)
+
+
+class LiveGauge:
+    """A gauge summed over live processes (``multiprocess_mode="livesum"``): its value file
+    goes away with ``mark_process_dead``, so a dead job process leaves no stale count."""
+
+    __slots__ = ("_metric", "_mirror", "name")
+
+    def __init__(self, metric: Gauge, name: str) -> None:
+        self._metric = metric
+        self.name = name
+        self._mirror: Any = None
+
+    def add(self, amount: float) -> None:
+        self._metric.inc(amount)
+        mirror = self._mirror
+        if mirror is not None:
+            mirror.add(amount)
+
+    def value(self) -> float:
+        return float(self._metric._value.get())
+
+    def clear(self) -> None:
+        self._metric.set(0)
+
+
 class Metrics:
-    """The failed-attempt metrics of DESIGN.md section 6 (sessions arrive with issue 3)."""
+    """The metrics of DESIGN.md section 6."""
 
     def __init__(self, registry: CollectorRegistry = REGISTRY) -> None:
         def counter(name: str, doc: str, labels: tuple[str, ...], fold: tuple[int, ...]) -> Family:
@@ -174,9 +240,78 @@ class Metrics:
             (n.L_WHERE,),
             (),
         )
+        self.unhandled_task_errors = counter(
+            n.UNHANDLED_TASK_ERRORS,
+            "asyncio task and future exceptions that were never retrieved, by root cause.",
+            (n.L_ROOT_CAUSE,),
+            (0,),
+        )
+        self.sessions_started = counter(n.SESSIONS_STARTED, "AgentSession.start() calls.", (), ())
+        self.sessions_closed = counter(
+            n.SESSIONS_CLOSED,
+            "Sessions closed, by close reason and whether the agent ever spoke.",
+            (n.L_REASON, n.L_AGENT_SPOKE),
+            (),
+        )
+        self.silent_sessions = counter(
+            n.SILENT_SESSIONS,
+            "Closed sessions in which the user spoke and the agent never did.",
+            (n.L_REASON,),
+            (),
+        )
+        self.user_turns = counter(n.USER_TURNS, "User turns (user messages committed).", (), ())
+        self.dead_turns = counter(
+            n.DEAD_TURNS,
+            "User turns the agent went back to listening on without speaking.",
+            (n.L_CAUSE,),
+            (),
+        )
+
+        def live_gauge(name: str, doc: str) -> LiveGauge:
+            return LiveGauge(Gauge(name, doc, registry=registry, multiprocess_mode="livesum"), name)
+
+        self.sessions_active = live_gauge(n.SESSIONS_ACTIVE, "Sessions started and not closed.")
+        self.unanswered_turns = live_gauge(
+            n.UNANSWERED_TURNS,
+            "User turns waiting longer than the silence timeout for the agent to speak, now.",
+        )
+
+        def histogram(
+            name: str, doc: str, labels: tuple[str, ...], buckets: tuple[float, ...]
+        ) -> Histo:
+            return Histo(
+                Histogram(
+                    name.removesuffix("_seconds") + "_seconds",
+                    doc,
+                    labels,
+                    registry=registry,
+                    buckets=buckets,
+                ),
+                name,
+            )
+
+        self.time_to_first_speech = histogram(
+            n.TIME_TO_FIRST_SPEECH,
+            "From AgentSession.start() to the agent's first speech.",
+            (),
+            n.VOICE_BUCKETS,
+        )
+        self.response_latency = histogram(
+            n.RESPONSE_LATENCY,
+            "From a user turn opening to the agent speaking, for answered turns.",
+            (),
+            n.VOICE_BUCKETS,
+        )
+        self.session_duration = histogram(
+            n.SESSION_DURATION,
+            "From AgentSession.start() to close, by close reason.",
+            (n.L_REASON,),
+            n.DURATION_BUCKETS,
+        )
 
     @property
     def families(self) -> tuple[Family, ...]:
+        """The counters."""
         return (
             self.attempt_failures,
             self.quota_errors,
@@ -184,21 +319,57 @@ class Metrics:
             self.masked_failures,
             self.requests,
             self.internal_errors,
+            self.unhandled_task_errors,
+            self.sessions_started,
+            self.sessions_closed,
+            self.silent_sessions,
+            self.user_turns,
+            self.dead_turns,
         )
+
+    @property
+    def histograms(self) -> tuple[Histo, ...]:
+        return (self.time_to_first_speech, self.response_latency, self.session_duration)
+
+    @property
+    def gauges(self) -> tuple[LiveGauge, ...]:
+        return (self.sessions_active, self.unanswered_turns)
 
     def clear(self) -> None:
         for family in self.families:
             family.clear()
+        for histogram in self.histograms:
+            histogram.clear()
+        for gauge in self.gauges:
+            gauge.clear()
 
     def mirror_to(self, meter: Any) -> None:
-        """Also send every increment to OTel counters from ``meter`` (or stop, with ``None``)."""
+        """Also send every measurement to OTel instruments from ``meter`` (``None``: stop)."""
         for family in self.families:
             family._mirror = (
                 None
                 if meter is None
                 else meter.create_counter(
-                    otlp_name(family.name),
-                    description=family._metric._documentation,
+                    otlp_name(family.name), description=family._metric._documentation
+                )
+            )
+        for histogram in self.histograms:
+            histogram._mirror = (
+                None
+                if meter is None
+                else meter.create_histogram(
+                    otlp_name(histogram.name),
+                    unit="s",
+                    description=histogram._metric._documentation,
+                    explicit_bucket_boundaries_advisory=list(histogram._metric._upper_bounds[:-1]),
+                )
+            )
+        for gauge in self.gauges:
+            gauge._mirror = (
+                None
+                if meter is None
+                else meter.create_up_down_counter(
+                    otlp_name(gauge.name), description=gauge._metric._documentation
                 )
             )
 

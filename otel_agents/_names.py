@@ -17,6 +17,17 @@ TERMINAL_ERRORS: Final = "otel_agents_terminal_errors_total"
 MASKED_FAILURES: Final = "otel_agents_masked_failures_total"
 REQUESTS: Final = "otel_agents_requests_total"
 INTERNAL_ERRORS: Final = "otel_agents_internal_errors_total"
+SESSIONS_STARTED: Final = "otel_agents_sessions_started_total"
+SESSIONS_ACTIVE: Final = "otel_agents_sessions_active"
+SESSIONS_CLOSED: Final = "otel_agents_sessions_closed_total"
+SILENT_SESSIONS: Final = "otel_agents_silent_sessions_total"
+USER_TURNS: Final = "otel_agents_user_turns_total"
+DEAD_TURNS: Final = "otel_agents_dead_turns_total"
+UNANSWERED_TURNS: Final = "otel_agents_unanswered_turns"
+TIME_TO_FIRST_SPEECH: Final = "otel_agents_time_to_first_speech_seconds"
+RESPONSE_LATENCY: Final = "otel_agents_response_latency_seconds"
+SESSION_DURATION: Final = "otel_agents_session_duration_seconds"
+UNHANDLED_TASK_ERRORS: Final = "otel_agents_unhandled_task_errors_total"
 
 # --- label names -------------------------------------------------------------------------------
 L_COMPONENT: Final = "component"
@@ -30,6 +41,9 @@ L_QUOTA_CATEGORY: Final = "quota_category"
 L_TERMINAL: Final = "terminal"
 L_OUTCOME: Final = "outcome"
 L_WHERE: Final = "where"
+L_REASON: Final = "reason"
+L_AGENT_SPOKE: Final = "agent_spoke"
+L_CAUSE: Final = "cause"
 
 # --- closed label value sets -------------------------------------------------------------------
 OTHER: Final = "other"
@@ -60,6 +74,28 @@ QUOTA_CATEGORIES: Final = (
     "MaxConcurrentGatewayTTS",
     "MaxBargeInRPM",
 )
+# livekit's CloseReason values (voice/events.py); anything else is "other"
+CLOSE_REASONS: Final = (
+    "error",
+    "job_shutdown",
+    "participant_disconnected",
+    "user_initiated",
+    "task_completed",
+)
+DEAD_TURN_CAUSES: Final = ("error", "empty")
+TURN_OUTCOMES: Final = (
+    "answered",
+    "preempted",
+    "tool_only",
+    "dead_error",
+    "dead_empty",
+    "abandoned",
+)
+# Histogram buckets: voice latencies (tens of ms to a minute), session lengths (seconds to hours)
+VOICE_BUCKETS: Final = (
+    0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0, 8.0, 13.0, 20.0, 30.0, 60.0,
+)  # fmt: skip
+DURATION_BUCKETS: Final = (5.0, 15.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1200.0, 1800.0, 3600.0)
 # Where a contained internal failure happened (``otel_agents_internal_errors_total{where}``).
 WHERE: Final = (
     "attempt_hook",
@@ -69,6 +105,8 @@ WHERE: Final = (
     "export_log",
     "export_metrics",
     "instrument",
+    "session_hook",
+    "task_error_hook",
 )
 # Open labels keep at most this many distinct values per process; the rest fold into "other".
 OPEN_LABEL_LIMIT: Final = 32
@@ -92,6 +130,25 @@ A_QUOTA_HINT: Final = "otel_agents.quota.hint"
 A_QUOTA_REMAINING: Final = "otel_agents.quota.remaining_limit"
 A_STATUS_CODE: Final = "http.response.status_code"
 
+SPAN_SESSION: Final = "otel_agents.session"
+S_CLOSE_REASON: Final = "otel_agents.session.close_reason"
+S_SILENT: Final = "otel_agents.session.silent"
+S_AGENT_SPOKE: Final = "otel_agents.session.agent_spoke"
+S_USER_SPOKE: Final = "otel_agents.session.user_spoke"
+S_USER_TURNS: Final = "otel_agents.session.user_turns"
+S_ANSWERED_TURNS: Final = "otel_agents.session.answered_turns"
+S_DEAD_TURNS: Final = "otel_agents.session.dead_turns"
+S_UNANSWERED_TURNS: Final = "otel_agents.session.unanswered_turns"
+S_TIME_TO_FIRST_SPEECH: Final = "otel_agents.session.time_to_first_speech"
+S_ERRORS: Final = "otel_agents.session.errors"
+S_TERMINAL_ERROR: Final = "otel_agents.session.terminal_error"
+S_CLOSE_ERROR_TYPE: Final = "otel_agents.session.close_error.type"
+S_JOB_SHUTDOWN_REASON: Final = "otel_agents.session.job_shutdown_reason"
+EVENT_UNHANDLED_TASK_ERROR: Final = "otel_agents.unhandled_task_error"
+E_TASK_NAME: Final = "otel_agents.task.name"
+
 # --- structured log records (logger ``otel_agents``) -------------------------------------------
 LOGGER_NAME: Final = "otel_agents"
 LOG_ATTEMPT_FAILED: Final = "attempt_failed"
+LOG_SESSION_CLOSED: Final = "session_closed"
+LOG_UNHANDLED_TASK_ERROR: Final = "unhandled_task_error"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import multiprocessing
 import threading
@@ -14,7 +15,7 @@ from opentelemetry import trace
 from opentelemetry.metrics import MeterProvider
 from opentelemetry.trace import TracerProvider
 
-from . import _config, _hooks
+from . import _config, _hooks, _session
 from . import _names as n
 from ._metrics import get_metrics
 from ._record import Recorder
@@ -129,7 +130,10 @@ def init(
         if state.meter_provider is not None:
             metrics.mirror_to(state.meter_provider.get_meter("otel_agents", _version()))
 
-        _hooks.instrument(Recorder(metrics, tracer, settings.capture_messages))
+        _hooks.instrument(
+            Recorder(metrics, tracer, settings.capture_messages), settings.silence_timeout
+        )
+        _register_exit_hooks()
         if settings.metrics_port is not None:
             state.server = _start_metrics_server(settings)
         _state = state
@@ -148,6 +152,7 @@ def shutdown(timeout: float = 2.0) -> None:
         state, _state = _state, None
         if state is None:
             return
+        _session.finalize_all("other")
         _hooks.uninstrument()
         get_metrics().mirror_to(None)
         if state.tracer_provider is not None:
@@ -176,6 +181,42 @@ def shutdown(timeout: float = 2.0) -> None:
     worker.join(max(0.0, deadline - time.monotonic()))
     if worker.is_alive():
         logger.warning("otel_agents: shutdown timed out after %.1fs; telemetry dropped", timeout)
+
+
+_exit_hooks_registered = False
+
+
+def _register_exit_hooks() -> None:
+    """At process exit: close the books of sessions still open, and remove this process's
+    live-gauge files so that a dead job process leaves no stale count behind."""
+    global _exit_hooks_registered
+    if _exit_hooks_registered:
+        return
+    _exit_hooks_registered = True
+    import atexit
+    from multiprocessing import util
+
+    atexit.register(_at_exit)
+    # livekit's job processes are multiprocessing children: they leave through os._exit,
+    # which skips atexit but runs multiprocessing's own finalizers
+    util.Finalize(None, _at_exit, exitpriority=10)
+
+
+def _at_exit() -> None:
+    import os
+
+    if getattr(_at_exit, "done_in", None) == os.getpid():
+        return
+    _at_exit.done_in = os.getpid()  # type: ignore[attr-defined]
+    with contextlib.suppress(Exception):
+        _session.finalize_all("other")
+    if "PROMETHEUS_MULTIPROC_DIR" in os.environ:
+        try:
+            from prometheus_client import multiprocess
+
+            multiprocess.mark_process_dead(os.getpid())  # type: ignore[no-untyped-call]
+        except Exception:
+            pass
 
 
 def _give_livekit_back_the_global_tracer() -> None:

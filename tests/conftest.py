@@ -56,13 +56,40 @@ class Telemetry:
 
     @staticmethod
     def series(prefix: str = n.PREFIX) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
-        """Every ``*_total`` sample whose name starts with ``prefix``."""
+        """Every non-zero ``*_total`` sample whose name starts with ``prefix`` (an unlabeled
+        counter exports a 0 sample before anything happened: that records nothing)."""
         out = {}
         for metric in REGISTRY.collect():
             for s in metric.samples:
-                if s.name.startswith(prefix) and s.name.endswith("_total"):
+                if s.name.startswith(prefix) and s.name.endswith("_total") and s.value:
                     out[(s.name, tuple(sorted(s.labels.items())))] = s.value
         return out
+
+
+Series = dict[tuple[str, tuple[tuple[str, str], ...]], float]
+
+
+def session_series(
+    *,
+    reason: str = "user_initiated",
+    agent_spoke: bool = True,
+    turns: int = 1,
+    dead: dict[str, int] | None = None,
+) -> Series:
+    """The ``*_total`` series one closed session adds (silent when the user spoke and the agent
+    never did), in the form of ``Telemetry.series()``."""
+    spoke = "true" if agent_spoke else "false"
+    out: Series = {
+        (n.SESSIONS_STARTED, ()): 1,
+        (n.SESSIONS_CLOSED, (("agent_spoke", spoke), ("reason", reason))): 1,
+    }
+    if turns:
+        out[(n.USER_TURNS, ())] = turns
+        if not agent_spoke:
+            out[(n.SILENT_SESSIONS, (("reason", reason),))] = 1
+    for cause, count in (dead or {}).items():
+        out[(n.DEAD_TURNS, (("cause", cause),))] = count
+    return out
 
 
 def reset_metrics() -> None:

@@ -45,6 +45,7 @@ import otel_agents
 from otel_agents import _hooks, _record
 from otel_agents import _names as n
 
+from conftest import session_series
 from scripted import (
     ScriptedLLM,
     ScriptedRealtimeModel,
@@ -818,6 +819,7 @@ async def test_llm_fallback_adapter_child_failures_in_a_session(telemetry) -> No
         **ssl_series("llm", "primary", final=True, value=2),
         series(REQUESTS, component="llm", provider="primary", outcome="failed"): 2,
         series(REQUESTS, component="llm", provider="backup", outcome="ok"): 1,
+        **session_series(),  # one answered turn
     }
 
 
@@ -1092,7 +1094,11 @@ async def test_failing_span_export_keeps_metrics_and_logs(
     assert telemetry.series() == {
         **ssl_series("llm", "scripted", final=False, value=1),
         series(REQUESTS, component="llm", provider="scripted", outcome="ok"): 1,
-        series(INTERNAL_ERRORS, where="export_span"): 1,
+        # a broken tracer also fails the otel_agents.session span; a broken _span only ours
+        series(INTERNAL_ERRORS, where="export_span"): (
+            2 if breaker is break_tracer_start_span else 1
+        ),
+        **session_series(),
     }
     # the log record still comes, tied to the span current at emit time (llm_request)
     (log,) = telemetry.logs()
@@ -1121,7 +1127,9 @@ async def test_log_handler_that_raises_is_contained(telemetry, emitter_errors) -
     assert telemetry.series() == {
         **ssl_series("llm", "scripted", final=False, value=1),
         series(REQUESTS, component="llm", provider="scripted", outcome="ok"): 1,
-        series(INTERNAL_ERRORS, where="export_log"): 1,
+        # the attempt_failed record and the session_closed record
+        series(INTERNAL_ERRORS, where="export_log"): 2,
+        **session_series(),
     }
     assert emitter_errors == []
 

@@ -27,7 +27,34 @@ FROZEN_METRICS = {
     ),
     "otel_agents_requests_total": ("counter", ("component", "provider", "outcome")),
     "otel_agents_internal_errors_total": ("counter", ("where",)),
+    "otel_agents_unhandled_task_errors_total": ("counter", ("root_cause",)),
+    "otel_agents_sessions_started_total": ("counter", ()),
+    "otel_agents_sessions_closed_total": ("counter", ("reason", "agent_spoke")),
+    "otel_agents_silent_sessions_total": ("counter", ("reason",)),
+    "otel_agents_user_turns_total": ("counter", ()),
+    "otel_agents_dead_turns_total": ("counter", ("cause",)),
+    "otel_agents_sessions_active": ("gauge", ()),
+    "otel_agents_unanswered_turns": ("gauge", ()),
+    "otel_agents_time_to_first_speech_seconds": ("histogram", ()),
+    "otel_agents_response_latency_seconds": ("histogram", ()),
+    "otel_agents_session_duration_seconds": ("histogram", ("reason",)),
 }
+
+FROZEN_SESSION_SPAN_ATTRIBUTES = (
+    "otel_agents.session.close_reason",
+    "otel_agents.session.silent",
+    "otel_agents.session.agent_spoke",
+    "otel_agents.session.user_spoke",
+    "otel_agents.session.user_turns",
+    "otel_agents.session.answered_turns",
+    "otel_agents.session.dead_turns",
+    "otel_agents.session.unanswered_turns",
+    "otel_agents.session.time_to_first_speech",
+    "otel_agents.session.errors",
+    "otel_agents.session.terminal_error",
+    "otel_agents.session.close_error.type",
+    "otel_agents.session.job_shutdown_reason",
+)
 
 FROZEN_SPAN_ATTRIBUTES = (
     "otel_agents.component",
@@ -50,17 +77,40 @@ FROZEN_SPAN_ATTRIBUTES = (
 
 
 def _registered() -> dict[str, tuple[str, tuple[str, ...]]]:
+    """Every otel_agents metric in the default registry, by its exposed family name."""
     _metrics.get_metrics()
     out = {}
-    for collector, names in REGISTRY._collector_to_names.items():
-        for name in names:
-            if name.startswith(n.PREFIX) and name.endswith("_total"):
-                out[name] = (collector._type, tuple(collector._labelnames))
+    for collector in set(REGISTRY._collector_to_names):
+        name = getattr(collector, "_name", "")
+        if not name.startswith(n.PREFIX):
+            continue
+        kind = collector._type
+        exposed = name + "_total" if kind == "counter" else name
+        out[exposed] = (kind, tuple(collector._labelnames))
     return out
 
 
 def test_prometheus_metric_names_and_labels_are_frozen() -> None:
     assert _registered() == FROZEN_METRICS
+
+
+def test_session_span_and_log_names_are_frozen() -> None:
+    assert n.SPAN_SESSION == "otel_agents.session"
+    assert tuple(v for k, v in vars(n).items() if k.startswith("S_")) == (
+        FROZEN_SESSION_SPAN_ATTRIBUTES
+    )
+    assert (n.LOG_SESSION_CLOSED, n.LOG_UNHANDLED_TASK_ERROR) == (
+        "session_closed",
+        "unhandled_task_error",
+    )
+    assert n.EVENT_UNHANDLED_TASK_ERROR == "otel_agents.unhandled_task_error"
+    assert n.CLOSE_REASONS == (
+        "error",
+        "job_shutdown",
+        "participant_disconnected",
+        "user_initiated",
+        "task_completed",
+    )
 
 
 def test_span_and_attribute_names_are_frozen() -> None:

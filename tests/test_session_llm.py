@@ -19,6 +19,7 @@ from opentelemetry import trace
 
 from otel_agents import _names as n
 
+from conftest import session_series
 from scripted import ScriptedLLM, gateway_status_error, ssl_connection_error
 
 RATE_LIMIT_BODY = {
@@ -147,12 +148,13 @@ async def test_masked_retry_loop_records_every_attempt(telemetry) -> None:
     )
     assert v(n.REQUESTS, **base, outcome="failed") == 1
     assert v(n.REQUESTS, **base, outcome="ok") == 0
-    # nothing else: no terminal error, no internal error
+    # nothing else: no terminal error, no internal error; one silent session with a dead turn
     assert {k[0] for k in telemetry.series()} == {
         n.ATTEMPT_FAILURES,
         n.QUOTA_ERRORS,
         n.MASKED_FAILURES,
         n.REQUESTS,
+        *(k[0] for k in session_series(agent_spoke=False, dead={"error": 1})),
     }
 
     # --- logs: one record per attempt, same fields, carrying the span's ids

@@ -1,0 +1,602 @@
+"""Per-session tracking: user turns and their outcome, silent sessions, dead turns, time to first
+speech, live unanswered turns, the close reason (DESIGN.md section 5), exported as metrics, the
+``otel_agents.session`` span and a ``session_closed`` log record.
+
+Discovery wraps ``AgentSession.start``: the tracker subscribes to the session's public events
+before livekit's own start runs (so it sees ``initializing -> listening``), and a context
+variable, set in the caller's context, is inherited by every task the session creates. That is
+how a provider's failed attempt (FallbackAdapter children included, whose errors never reach the
+session) is attributed to its session, and why errors that arrive before the user message is
+committed land in the right turn: a turn's errors are those since the previous turn closed
+(livekit-internals.md section 2.4), whatever their order of arrival.
+
+Nothing of a session survives its close: the handlers are removed, the tracker is dropped from
+every registry, and the context variable only ever holds a weak reference.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import contextvars
+import functools
+import inspect
+import logging
+import time
+import weakref
+from collections import deque
+from collections.abc import Callable
+from typing import Any, Final
+
+from opentelemetry import trace
+from opentelemetry.trace import SpanKind
+
+from . import _labels as lbl
+from . import _names as n
+from ._classify import exception_chain, safe_str, type_name
+from ._record import AttemptRecord, Recorder, logger
+from ._redact import clean_message
+
+#: after close, how long a job's session span waits for the job's shutdown reason
+JOB_SHUTDOWN_GRACE_S: Final = 15.0
+
+current: contextvars.ContextVar[weakref.ref[SessionTracker] | None] = contextvars.ContextVar(
+    "otel_agents_session", default=None
+)
+_open: weakref.WeakSet[SessionTracker] = weakref.WeakSet()
+_by_session: weakref.WeakKeyDictionary[object, SessionTracker] = weakref.WeakKeyDictionary()
+
+_EVENTS: Final = (
+    "agent_state_changed",
+    "user_state_changed",
+    "user_input_transcribed",
+    "user_transcription_timeout",
+    "conversation_item_added",
+    "function_tools_executed",
+    "error",
+    "close",
+)
+
+
+class _Turn:
+    __slots__ = ("opened_at", "timer", "tools", "unanswered")
+
+    def __init__(self, opened_at: float) -> None:
+        self.opened_at = opened_at
+        self.tools = False
+        self.unanswered = False
+        self.timer: asyncio.TimerHandle | None = None
+
+
+class SessionTracker:
+    """The live state of one started ``AgentSession`` (a few hundred bytes)."""
+
+    __slots__ = (
+        "__weakref__",
+        "agent_spoke",
+        "agent_state",
+        "answered",
+        "close_error_type",
+        "close_reason",
+        "closed",
+        "closed_at",
+        "dead",
+        "errors",
+        "handlers",
+        "job_shutdown_reason",
+        "loop",
+        "pending_events",
+        "recorder",
+        "seen_errors",
+        "session",
+        "silence_timeout",
+        "span",
+        "span_end_timer",
+        "started_at",
+        "terminal",
+        "time_to_first_speech",
+        "turn",
+        "unanswered_total",
+        "user_spoke",
+        "user_state",
+        "user_turns",
+        "window_errors",
+    )
+
+    def __init__(self, session: object, recorder: Recorder, silence_timeout: float) -> None:
+        self.session = weakref.ref(session)
+        self.recorder = recorder
+        self.silence_timeout = silence_timeout
+        self.started_at = time.time()
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self.span: trace.Span | None = None
+        self.span_end_timer: asyncio.TimerHandle | None = None
+        self.pending_events: list[tuple[str, dict[str, Any], int]] = []
+        self.handlers: list[tuple[str, Callable[[Any], None]]] = []
+        self.user_spoke = False
+        self.agent_spoke = False
+        self.user_state = "listening"
+        self.agent_state = "initializing"
+        self.time_to_first_speech: float | None = None
+        self.user_turns = 0
+        self.answered = 0
+        self.dead = 0
+        self.unanswered_total = 0
+        self.errors = 0
+        self.window_errors = 0  # errors since the previous turn closed
+        self.terminal = False
+        self.seen_errors: deque[int] = deque(maxlen=8)  # ids of error events the hooks saw
+        self.turn: _Turn | None = None
+        self.closed = False
+        self.closed_at = 0.0
+        self.close_reason = ""
+        self.close_error_type: str | None = None
+        self.job_shutdown_reason: str | None = None
+
+    # --- lifecycle -----------------------------------------------------------------------------
+
+    def begin(self, session: Any) -> None:
+        """Subscribe to the session's events and count the start."""
+        try:
+            self.loop = asyncio.get_running_loop()
+        except RuntimeError:
+            self.loop = None
+        for event in _EVENTS:
+            handler = _guarded(self, getattr(self, "on_" + event))
+            session.on(event, handler)
+            self.handlers.append((event, handler))
+        _open.add(self)
+        _by_session[session] = self
+        m = self.recorder.metrics
+        m.sessions_started.inc(())
+        m.sessions_active.add(1)
+
+    def started(self) -> None:
+        """After livekit's start returned: open the session span in livekit's trace (livekit
+        leaves its ``agent_session`` span current in the caller's context)."""
+        tracer = self.recorder.tracer
+        if tracer is None or self.closed:
+            return
+        try:
+            self.span = tracer.start_span(
+                n.SPAN_SESSION, kind=SpanKind.INTERNAL, start_time=int(self.started_at * 1e9)
+            )
+            for name, attributes, timestamp in self.pending_events:
+                self.span.add_event(name, attributes, timestamp)
+        except Exception:
+            self.recorder.internal_error("export_span")
+        self.pending_events.clear()
+
+    def finalize(self, reason: str) -> None:
+        """Close the books: metrics, span, log record; drop every reference to the session."""
+        if self.closed:
+            return
+        self.closed = True
+        self.closed_at = time.time()
+        self.close_reason = lbl.close_reason(reason)
+        turn = self.turn
+        if turn is not None:
+            self._end_turn("dead_error" if self.window_errors else "abandoned")
+        m = self.recorder.metrics
+        spoke = lbl.boolean(self.agent_spoke)
+        m.sessions_closed.inc((self.close_reason, spoke))
+        if self.silent:
+            m.silent_sessions.inc((self.close_reason,))
+        m.session_duration.observe(max(0.0, self.closed_at - self.started_at), (self.close_reason,))
+        m.sessions_active.add(-1)
+        fields = self.fields()
+        span = self.span
+        if span is not None:
+            try:
+                span.set_attributes(_span_attributes(fields))
+                if self.close_reason == "error":
+                    span.set_status(trace.Status(trace.StatusCode.ERROR, self.close_error_type))
+                if (
+                    self.loop is not None
+                    and _job_context() is not None
+                    and not self.job_shutdown_reason
+                ):
+                    # the job's shutdown reason arrives after close, from its shutdown callbacks
+                    self.span_end_timer = self.loop.call_later(JOB_SHUTDOWN_GRACE_S, self.end_span)
+                else:
+                    self.end_span()
+            except Exception:
+                self.recorder.internal_error("export_span")
+        try:
+            _log(
+                logging.INFO if not self.silent else logging.WARNING,
+                n.LOG_SESSION_CLOSED,
+                fields,
+                span,
+            )
+        except Exception:
+            self.recorder.internal_error("export_log")
+        self._detach()
+
+    def end_span(self) -> None:
+        span, self.span = self.span, None
+        if self.span_end_timer is not None:
+            self.span_end_timer.cancel()
+            self.span_end_timer = None
+        if span is not None:
+            if self.job_shutdown_reason is not None:
+                span.set_attribute(n.S_JOB_SHUTDOWN_REASON, self.job_shutdown_reason)
+            span.end(end_time=int(self.closed_at * 1e9))
+
+    def on_job_shutdown(self, reason: str) -> None:
+        self.job_shutdown_reason = reason
+        if self.closed:
+            self.end_span()
+        else:
+            self.finalize("job_shutdown")
+
+    def _detach(self) -> None:
+        session: Any = self.session()
+        if session is not None:
+            for event, handler in self.handlers:
+                with contextlib.suppress(Exception):
+                    session.off(event, handler)
+            _by_session.pop(session, None)
+        self.handlers.clear()
+        _open.discard(self)
+
+    @property
+    def silent(self) -> bool:
+        return self.user_spoke and not self.agent_spoke
+
+    def fields(self) -> dict[str, Any]:
+        return {
+            "close_reason": self.close_reason,
+            "silent": self.silent,
+            "agent_spoke": self.agent_spoke,
+            "user_spoke": self.user_spoke,
+            "user_turns": self.user_turns,
+            "answered_turns": self.answered,
+            "dead_turns": self.dead,
+            "unanswered_turns": self.unanswered_total,
+            "time_to_first_speech": self.time_to_first_speech,
+            "errors": self.errors,
+            "terminal_error": self.terminal,
+            "close_error_type": self.close_error_type,
+            "job_shutdown_reason": self.job_shutdown_reason,
+        }
+
+    # --- turns ---------------------------------------------------------------------------------
+
+    def _open_turn(self, at: float) -> None:
+        if self.turn is not None:
+            self._end_turn("preempted")  # the user spoke again before the agent answered
+        self.user_spoke = True
+        self.user_turns += 1
+        self.recorder.metrics.user_turns.inc(())
+        turn = self.turn = _Turn(at)
+        if self.loop is not None:
+            turn.timer = self.loop.call_later(self.silence_timeout, self._on_silence)
+
+    def _on_silence(self) -> None:
+        turn = self.turn
+        if turn is None or self.closed:
+            return
+        turn.timer = None
+        turn.unanswered = True
+        self.unanswered_total += 1
+        self.recorder.metrics.unanswered_turns.add(1)
+
+    def _end_turn(self, outcome: str) -> None:
+        turn, self.turn = self.turn, None
+        if turn is None:
+            return
+        if turn.timer is not None:
+            turn.timer.cancel()
+        if turn.unanswered:
+            self.recorder.metrics.unanswered_turns.add(-1)
+        if outcome in ("dead_error", "dead_empty"):
+            self.dead += 1
+            self.recorder.metrics.dead_turns.inc(("error" if outcome == "dead_error" else "empty",))
+        self.window_errors = 0
+
+    # --- livekit session events ----------------------------------------------------------------
+
+    def on_agent_state_changed(self, ev: Any) -> None:
+        old, new = ev.old_state, ev.new_state
+        self.agent_state = new
+        if new == "speaking":
+            at = ev.created_at
+            if not self.agent_spoke:
+                self.agent_spoke = True
+                self.time_to_first_speech = max(0.0, at - self.started_at)
+                self.recorder.metrics.time_to_first_speech.observe(self.time_to_first_speech)
+            turn = self.turn
+            if turn is not None:
+                self.answered += 1
+                self.recorder.metrics.response_latency.observe(max(0.0, at - turn.opened_at))
+                self._end_turn("answered")
+        elif old == "thinking" and new == "listening" and self.turn is not None:
+            if self.user_state == "speaking":
+                self._end_turn("preempted")
+            elif self.turn.tools:
+                self._end_turn("tool_only")
+            elif self.window_errors:
+                self._end_turn("dead_error")
+            else:
+                self._end_turn("dead_empty")
+
+    def on_user_state_changed(self, ev: Any) -> None:
+        self.user_state = ev.new_state
+        if ev.new_state == "speaking":
+            self.user_spoke = True
+
+    def on_user_input_transcribed(self, ev: Any) -> None:
+        if ev.transcript and ev.transcript.strip():
+            self.user_spoke = True
+
+    def on_user_transcription_timeout(self, ev: Any) -> None:
+        self.user_spoke = True  # VAD heard speech that never became a transcript
+
+    def on_conversation_item_added(self, ev: Any) -> None:
+        if getattr(ev.item, "role", None) == "user":
+            self._open_turn(ev.created_at)
+
+    def on_function_tools_executed(self, ev: Any) -> None:
+        if self.turn is not None:
+            self.turn.tools = True
+
+    def on_error(self, ev: Any) -> None:
+        # The provider hooks already counted this error (the same object), unless the model was
+        # built before init(): count it here then.
+        error = ev.error
+        if id(error) not in self.seen_errors:
+            self._count_error(id(error), bool(getattr(error.error, "terminal", False) is True))
+
+    def on_close(self, ev: Any) -> None:
+        reason = getattr(ev.reason, "value", ev.reason)
+        error = getattr(ev, "error", None)
+        if error is not None:
+            self.window_errors += 1
+            self.close_error_type = type_name(type(getattr(error, "error", error)))
+        self.finalize(str(reason))
+
+    # --- from the provider hooks ---------------------------------------------------------------
+
+    def on_attempt(self, event_id: int, record: AttemptRecord) -> None:
+        self._count_error(event_id, record.classification.terminal)
+
+    def _count_error(self, event_id: int, terminal: bool) -> None:
+        if self.closed:
+            return
+        self.seen_errors.append(event_id)
+        self.errors += 1
+        self.window_errors += 1
+        if terminal:
+            self.terminal = True
+
+    def add_event(self, name: str, attributes: dict[str, Any]) -> None:
+        if self.span is not None:
+            self.span.add_event(name, attributes)
+        elif not self.closed and len(self.pending_events) < 8:
+            self.pending_events.append((name, attributes, time.time_ns()))
+
+
+def _guarded(tracker: SessionTracker, method: Callable[[Any], None]) -> Callable[[Any], None]:
+    ref = weakref.ref(tracker)
+
+    def handler(ev: Any) -> None:
+        t = ref()
+        if t is None or t.closed:
+            return
+        try:
+            method(ev)
+        except Exception:
+            t.recorder.internal_error("session_hook")
+
+    # livekit's emit runs inspect.signature on every callback: give it the answer
+    handler.__signature__ = inspect.signature(handler)  # type: ignore[attr-defined]
+    return handler
+
+
+def _span_attributes(fields: dict[str, Any]) -> dict[str, Any]:
+    pairs = (
+        (n.S_CLOSE_REASON, fields["close_reason"]),
+        (n.S_SILENT, fields["silent"]),
+        (n.S_AGENT_SPOKE, fields["agent_spoke"]),
+        (n.S_USER_SPOKE, fields["user_spoke"]),
+        (n.S_USER_TURNS, fields["user_turns"]),
+        (n.S_ANSWERED_TURNS, fields["answered_turns"]),
+        (n.S_DEAD_TURNS, fields["dead_turns"]),
+        (n.S_UNANSWERED_TURNS, fields["unanswered_turns"]),
+        (n.S_TIME_TO_FIRST_SPEECH, fields["time_to_first_speech"]),
+        (n.S_ERRORS, fields["errors"]),
+        (n.S_TERMINAL_ERROR, fields["terminal_error"]),
+        (n.S_CLOSE_ERROR_TYPE, fields["close_error_type"]),
+        (n.S_JOB_SHUTDOWN_REASON, fields["job_shutdown_reason"]),
+    )
+    return {key: value for key, value in pairs if value is not None}
+
+
+def _log(level: int, message: str, fields: dict[str, Any], span: trace.Span | None) -> None:
+    if not logger.isEnabledFor(level):
+        return
+    context = span.get_span_context() if span is not None else None
+    if context is None or not context.is_valid:
+        context = trace.get_current_span().get_span_context()
+    if context.is_valid:
+        fields["trace_id"] = format(context.trace_id, "032x")
+        fields["span_id"] = format(context.span_id, "016x")
+    else:
+        fields["trace_id"] = fields["span_id"] = None
+    logger.log(level, message, extra=fields)
+
+
+def _job_context() -> Any:
+    try:
+        from livekit.agents import get_job_context
+
+        return get_job_context(required=False)
+    except Exception:
+        return None
+
+
+def tracker_of_current_task() -> SessionTracker | None:
+    ref = current.get()
+    return ref() if ref is not None else None
+
+
+# --- discovery: AgentSession.start ----------------------------------------------------------
+
+
+def wrap_start(
+    original: Callable[..., Any], recorder_of: Callable[[], tuple[Recorder, float] | None]
+) -> Callable[..., Any]:
+    """``AgentSession.start`` that tracks the session it starts."""
+
+    @functools.wraps(original)
+    async def start(self: Any, *args: Any, **kwargs: Any) -> Any:
+        active = recorder_of()
+        tracker: SessionTracker | None = None
+        if active is not None and getattr(self, "_started", False) is False:
+            recorder, silence_timeout = active
+            try:
+                previous = _by_session.get(self)
+                if previous is not None:  # restarted without a close we saw
+                    previous.finalize("other")
+                tracker = SessionTracker(self, recorder, silence_timeout)
+                tracker.begin(self)
+                current.set(weakref.ref(tracker))
+                _register_job_shutdown(tracker)
+                if tracker.loop is not None:
+                    chain_exception_handler(tracker.loop)
+            except Exception:
+                recorder.internal_error("session_hook")
+        try:
+            result = await original(self, *args, **kwargs)
+        except BaseException:
+            if tracker is not None and not tracker.closed:
+                tracker.finalize("error")
+            raise
+        if tracker is not None:
+            try:
+                tracker.started()
+            except Exception:
+                tracker.recorder.internal_error("session_hook")
+        return result
+
+    return start
+
+
+def _register_job_shutdown(tracker: SessionTracker) -> None:
+    job = _job_context()
+    if job is None:
+        return
+    ref = weakref.ref(tracker)
+
+    async def on_job_shutdown(reason: str) -> None:
+        t = ref()
+        if t is not None:
+            try:
+                t.on_job_shutdown(reason)
+            except Exception:
+                t.recorder.internal_error("session_hook")
+
+    job.add_shutdown_callback(on_job_shutdown)
+
+
+def attribute_attempt(event: object, record: AttemptRecord) -> None:
+    """Count a provider's failed attempt in the session of the task that emitted it."""
+    ref = current.get()
+    if ref is None:
+        return
+    tracker = ref()
+    if tracker is not None:
+        tracker.on_attempt(id(event), record)
+
+
+def finalize_all(reason: str = "other") -> None:
+    """Close the books of every session still open (process exit, shutdown())."""
+    for tracker in list(_open):
+        try:
+            tracker.finalize(reason)
+            tracker.end_span()
+        except Exception:
+            tracker.recorder.internal_error("session_hook")
+
+
+# --- unhandled task errors ------------------------------------------------------------------
+
+_chained: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Any] = weakref.WeakKeyDictionary()
+_task_error_recorder: Recorder | None = None
+
+
+def set_task_error_recorder(recorder: Recorder | None) -> None:
+    global _task_error_recorder
+    _task_error_recorder = recorder
+
+
+def chain_exception_handler(loop: asyncio.AbstractEventLoop) -> None:
+    """Record every never-retrieved task exception on ``loop``, then hand the context to the
+    handler that was there before (or the loop's default): nothing else changes."""
+    if loop in _chained:
+        return
+    previous = loop.get_exception_handler()
+
+    def handler(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+        try:
+            _record_task_error(loop, context)
+        except Exception:
+            if _task_error_recorder is not None:
+                _task_error_recorder.internal_error("task_error_hook")
+        if previous is not None:
+            previous(loop, context)
+        else:
+            loop.default_exception_handler(context)
+
+    _chained[loop] = previous
+    loop.set_exception_handler(handler)
+
+
+def _record_task_error(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+    recorder = _task_error_recorder
+    exc = context.get("exception")
+    if recorder is None or not isinstance(exc, BaseException):
+        return
+    message = context.get("message")
+    if not isinstance(message, str) or "never retrieved" not in message:
+        return
+    root = exception_chain(exc)[-1]
+    root_type = type_name(type(root))
+    recorder.metrics.unhandled_task_errors.inc((lbl.root_cause(root_type),))
+    future = context.get("future") or context.get("task")
+    try:
+        task_name = future.get_name() if isinstance(future, asyncio.Task) else None
+    except Exception:
+        task_name = None
+    root_message = clean_message(safe_str(root)) if recorder.capture_messages else None
+    attributes = {
+        n.A_ERROR_TYPE: type_name(type(exc)),
+        n.A_ROOT_CAUSE_TYPE: root_type,
+    }
+    if root_message is not None:
+        attributes[n.A_ROOT_CAUSE_MESSAGE] = root_message
+    if task_name:
+        attributes[n.E_TASK_NAME] = task_name
+    # the session of that loop: with one session per job process (livekit's norm) it is exact
+    tracker = None
+    for candidate in _open:
+        if candidate.loop is loop and (
+            tracker is None or candidate.started_at > tracker.started_at
+        ):
+            tracker = candidate
+    span = None
+    if tracker is not None:
+        tracker.add_event(n.EVENT_UNHANDLED_TASK_ERROR, attributes)
+        span = tracker.span
+    _log(
+        logging.ERROR,
+        n.LOG_UNHANDLED_TASK_ERROR,
+        {
+            "error_type": attributes[n.A_ERROR_TYPE],
+            "root_cause_type": root_type,
+            "root_cause_message": root_message,
+            "task_name": task_name,
+        },
+        span,
+    )
