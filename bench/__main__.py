@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from bench import hook_cost
+from bench import hook_cost, session_cost
 
 
 def main() -> None:
     hook_cost.main()
+    session_cost.main()
 
 
 if __name__ == "__main__":
