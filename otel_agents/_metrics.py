@@ -165,6 +165,8 @@ class Histo:
         self._children.clear()
         if self._label_names:
             self._metric.clear()
+        else:
+            self._metric._metric_init()  # fresh buckets, sum and count
 
     @property
     def series(self) -> int:

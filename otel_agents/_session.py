@@ -33,7 +33,7 @@ from opentelemetry.trace import SpanKind
 
 from . import _labels as lbl
 from . import _names as n
-from ._classify import exception_chain, safe_str, type_name
+from ._classify import classify, exception_chain, safe_str, type_name
 from ._record import AttemptRecord, Recorder, logger
 from ._redact import clean_message
 
@@ -58,12 +58,16 @@ _EVENTS: Final = (
 )
 
 
+#: open user turns kept per session; beyond, the oldest is counted abandoned
+MAX_OPEN_TURNS: Final = 16
+
+
 class _Turn:
-    __slots__ = ("opened_at", "timer", "tools", "unanswered")
+    __slots__ = ("errors_at_tools", "opened_at", "timer", "unanswered")
 
     def __init__(self, opened_at: float) -> None:
         self.opened_at = opened_at
-        self.tools = False
+        self.errors_at_tools: int | None = None  # the window's errors when tools ran
         self.unanswered = False
         self.timer: asyncio.TimerHandle | None = None
 
@@ -95,7 +99,7 @@ class SessionTracker:
         "started_at",
         "terminal",
         "time_to_first_speech",
-        "turn",
+        "turns",
         "unanswered_total",
         "user_spoke",
         "user_state",
@@ -126,7 +130,9 @@ class SessionTracker:
         self.window_errors = 0  # errors since the previous turn closed
         self.terminal = False
         self.seen_errors: deque[int] = deque(maxlen=8)  # ids of error events the hooks saw
-        self.turn: _Turn | None = None
+        # open user turns, oldest first: livekit queues a message sent before the previous one
+        # was answered, and answers both in order
+        self.turns: deque[_Turn] = deque()
         self.closed = False
         self.closed_at = 0.0
         self.close_reason = ""
@@ -174,8 +180,7 @@ class SessionTracker:
         self.closed = True
         self.closed_at = time.time()
         self.close_reason = lbl.close_reason(reason)
-        turn = self.turn
-        if turn is not None:
+        while self.turns:
             self._end_turn("dead_error" if self.window_errors else "abandoned")
         m = self.recorder.metrics
         spoke = lbl.boolean(self.agent_spoke)
@@ -264,18 +269,21 @@ class SessionTracker:
     # --- turns ---------------------------------------------------------------------------------
 
     def _open_turn(self, at: float) -> None:
-        if self.turn is not None:
-            self._end_turn("preempted")  # the user spoke again before the agent answered
+        if len(self.turns) >= MAX_OPEN_TURNS:
+            self._end_turn("abandoned")
         self.user_spoke = True
         self.user_turns += 1
         self.recorder.metrics.user_turns.inc(())
-        turn = self.turn = _Turn(at)
+        turn = _Turn(at)
+        self.turns.append(turn)
         if self.loop is not None:
-            turn.timer = self.loop.call_later(self.silence_timeout, self._on_silence)
+            # a cancelled timer drops its callback: the turn is not kept alive by it
+            turn.timer = self.loop.call_later(
+                self.silence_timeout, functools.partial(self._on_silence, turn)
+            )
 
-    def _on_silence(self) -> None:
-        turn = self.turn
-        if turn is None or self.closed:
+    def _on_silence(self, turn: _Turn) -> None:
+        if self.closed or turn not in self.turns:
             return
         turn.timer = None
         turn.unanswered = True
@@ -283,9 +291,10 @@ class SessionTracker:
         self.recorder.metrics.unanswered_turns.add(1)
 
     def _end_turn(self, outcome: str) -> None:
-        turn, self.turn = self.turn, None
-        if turn is None:
+        """End the oldest open turn with ``outcome``."""
+        if not self.turns:
             return
+        turn = self.turns.popleft()
         if turn.timer is not None:
             turn.timer.cancel()
         if turn.unanswered:
@@ -306,16 +315,17 @@ class SessionTracker:
                 self.agent_spoke = True
                 self.time_to_first_speech = max(0.0, at - self.started_at)
                 self.recorder.metrics.time_to_first_speech.observe(self.time_to_first_speech)
-            turn = self.turn
-            if turn is not None:
+            if self.turns:
                 self.answered += 1
-                self.recorder.metrics.response_latency.observe(max(0.0, at - turn.opened_at))
+                opened_at = self.turns[0].opened_at
+                self.recorder.metrics.response_latency.observe(max(0.0, at - opened_at))
                 self._end_turn("answered")
-        elif old == "thinking" and new == "listening" and self.turn is not None:
+        elif old == "thinking" and new == "listening" and self.turns:
+            errors_at_tools = self.turns[0].errors_at_tools
             if self.user_state == "speaking":
                 self._end_turn("preempted")
-            elif self.turn.tools:
-                self._end_turn("tool_only")
+            elif errors_at_tools is not None and self.window_errors == errors_at_tools:
+                self._end_turn("tool_only")  # tools ran, and the reply after them did not fail
             elif self.window_errors:
                 self._end_turn("dead_error")
             else:
@@ -338,15 +348,15 @@ class SessionTracker:
             self._open_turn(ev.created_at)
 
     def on_function_tools_executed(self, ev: Any) -> None:
-        if self.turn is not None:
-            self.turn.tools = True
+        if self.turns:
+            self.turns[0].errors_at_tools = self.window_errors
 
     def on_error(self, ev: Any) -> None:
         # The provider hooks already counted this error (the same object), unless the model was
         # built before init(): count it here then.
         error = ev.error
         if id(error) not in self.seen_errors:
-            self._count_error(id(error), bool(getattr(error.error, "terminal", False) is True))
+            self._count_error(id(error), classify(error.error).terminal)
 
     def on_close(self, ev: Any) -> None:
         reason = getattr(ev.reason, "value", ev.reason)
@@ -503,11 +513,28 @@ def _register_job_shutdown(tracker: SessionTracker) -> None:
 def attribute_attempt(event: object, record: AttemptRecord) -> None:
     """Count a provider's failed attempt in the session of the task that emitted it."""
     ref = current.get()
-    if ref is None:
-        return
-    tracker = ref()
+    tracker = ref() if ref is not None else _only_session_of_running_loop()
     if tracker is not None:
         tracker.on_attempt(id(event), record)
+
+
+def _only_session_of_running_loop() -> SessionTracker | None:
+    # A task that did not inherit the session's context (start() awaited in a task of its
+    # own, as asyncio.wait_for does on 3.11): with one session on the loop, livekit's norm
+    # per job process, it is that one; with several, nothing is guessed.
+    if not _open:
+        return None
+    try:
+        loop = asyncio.get_running_loop()
+    except RuntimeError:
+        return None
+    found = None
+    for tracker in _open:
+        if tracker.loop is loop:
+            if found is not None:
+                return None
+            found = tracker
+    return found
 
 
 def finalize_all(reason: str = "other") -> None:

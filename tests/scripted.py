@@ -422,3 +422,129 @@ class ScriptedRealtimeSession(llm.RealtimeSession):
 
     async def aclose(self) -> None:
         pass
+
+
+# --- slow, hanging and tool-call LLM steps (appended for tests/test_session_turns.py) ------------
+
+from dataclasses import dataclass  # noqa: E402
+
+
+@dataclass(frozen=True)
+class Sleep:
+    """Wait ``seconds`` inside the attempt, then run ``then`` (raise, or reply with text)."""
+
+    seconds: float
+    then: Step
+
+
+@dataclass(frozen=True)
+class Hang:
+    """Block the attempt until ``release`` is set, then run ``then``."""
+
+    release: asyncio.Event
+    then: Step
+
+
+@dataclass(frozen=True)
+class ToolCall:
+    """Reply with one function tool call (as a provider's streamed ``delta.tool_calls``)."""
+
+    name: str
+    arguments: str = "{}"
+    call_id: str = "call_1"
+
+
+RichStep = Step | Sleep | Hang | ToolCall
+
+
+class RichScriptedLLM(ScriptedLLM):
+    """:class:`ScriptedLLM` whose steps may also be :class:`Sleep`, :class:`Hang` or
+    :class:`ToolCall`."""
+
+    def __init__(self, script: Sequence[RichStep], *, provider: str = "scripted") -> None:
+        super().__init__([], provider=provider)
+        self.script = list(script)  # type: ignore[arg-type]
+
+    def chat(
+        self,
+        *,
+        chat_ctx: llm.ChatContext,
+        tools: list[Any] | None = None,
+        conn_options: APIConnectOptions = DEFAULT_API_CONNECT_OPTIONS,
+        **kwargs: Any,
+    ) -> RichScriptedStream:
+        return RichScriptedStream(
+            self, chat_ctx=chat_ctx, tools=tools or [], conn_options=conn_options
+        )
+
+
+class RichScriptedStream(ScriptedStream):
+    async def _run(self) -> None:
+        assert isinstance(self._llm, ScriptedLLM)
+        step: Any = self._llm.next_step()
+        while isinstance(step, Sleep | Hang):
+            if isinstance(step, Sleep):
+                await asyncio.sleep(step.seconds)
+            else:
+                await step.release.wait()
+            step = step.then
+        if isinstance(step, ToolCall):
+            call = llm.FunctionToolCall(
+                name=step.name, arguments=step.arguments, call_id=step.call_id
+            )
+            self._event_ch.send_nowait(
+                llm.ChatChunk(id="c1", delta=llm.ChoiceDelta(role="assistant", tool_calls=[call]))
+            )
+        elif callable(step):
+            step()
+        elif step:
+            self._event_ch.send_nowait(
+                llm.ChatChunk(id="c1", delta=llm.ChoiceDelta(role="assistant", content=step))
+            )
+
+
+# --- a VAD and an audio input the test drives (appended for tests/test_session_turns.py) ---------
+
+from livekit.agents import utils, vad  # noqa: E402
+from livekit.agents.voice.io import AudioInput  # noqa: E402
+
+
+class ControlledVAD(vad.VAD):
+    """A VAD whose streams emit only what the test sends with :meth:`ControlledVADStream.send`."""
+
+    def __init__(self) -> None:
+        super().__init__(capabilities=vad.VADCapabilities(update_interval=0.05))
+        self.streams: list[ControlledVADStream] = []
+
+    def stream(self) -> ControlledVADStream:
+        stream = ControlledVADStream(self)
+        self.streams.append(stream)
+        return stream
+
+
+class ControlledVADStream(vad.VADStream):
+    async def _main_task(self) -> None:
+        async for _ in self._input_ch:
+            pass
+
+    def send(self, type: vad.VADEventType, *, speech: float, silence: float = 0.0) -> None:
+        self._event_ch.send_nowait(
+            vad.VADEvent(
+                type=type,
+                samples_index=0,
+                timestamp=time.time(),
+                speech_duration=speech,
+                silence_duration=silence,
+            )
+        )
+
+
+class PushAudioInput(AudioInput):
+    """``session.input.audio`` fed by the test (no room)."""
+
+    def __init__(self) -> None:
+        super().__init__(label="push")
+        self.frames = utils.aio.Chan[rtc.AudioFrame]()
+
+    async def __anext__(self) -> rtc.AudioFrame:
+        return await self.frames.__anext__()
