@@ -202,7 +202,9 @@ class SessionTracker:
                     and not self.job_shutdown_reason
                 ):
                     # the job's shutdown reason arrives after close, from its shutdown callbacks
-                    self.span_end_timer = self.loop.call_later(JOB_SHUTDOWN_GRACE_S, self.end_span)
+                    self.span_end_timer = self.loop.call_later(
+                        JOB_SHUTDOWN_GRACE_S, self.end_span, context=contextvars.Context()
+                    )
                 else:
                     self.end_span()
             except Exception:
@@ -277,9 +279,12 @@ class SessionTracker:
         turn = _Turn(at)
         self.turns.append(turn)
         if self.loop is not None:
-            # a cancelled timer drops its callback: the turn is not kept alive by it
+            # An empty context: call_later would copy livekit's (its AgentActivity, SpeechHandle),
+            # and a cancelled timer keeps its context until its deadline passes.
             turn.timer = self.loop.call_later(
-                self.silence_timeout, functools.partial(self._on_silence, turn)
+                self.silence_timeout,
+                functools.partial(self._on_silence, turn),
+                context=contextvars.Context(),
             )
 
     def _on_silence(self, turn: _Turn) -> None:
@@ -535,6 +540,12 @@ def _only_session_of_running_loop() -> SessionTracker | None:
                 return None
             found = tracker
     return found
+
+
+def forget_inherited() -> None:
+    """In a forked child: drop the parent's sessions, which this process must not close."""
+    _open.clear()
+    _by_session.clear()
 
 
 def finalize_all(reason: str = "other") -> None:

@@ -194,11 +194,36 @@ def _register_exit_hooks() -> None:
         return
     _exit_hooks_registered = True
     import atexit
+    import os
     from multiprocessing import util
 
     atexit.register(_at_exit)
     # livekit's job processes are multiprocessing children: they leave through os._exit,
-    # which skips atexit but runs multiprocessing's own finalizers
+    # which skips atexit but runs multiprocessing's own finalizers. A forked child (fork,
+    # forkserver) starts with that registry cleared, then runs the after-fork hooks: register
+    # the finalizer again there.
+    _register_finalizer()
+    util.register_after_fork(_EXIT_HOOKS, _in_forked_child)
+    # a bare os.fork() child too: its atexit must not close the parent's sessions
+    os.register_at_fork(after_in_child=_session.forget_inherited)
+
+
+class _ExitHooksOwner:
+    """A weakref-able owner for multiprocessing's after-fork registry."""
+
+
+_EXIT_HOOKS = _ExitHooksOwner()
+
+
+def _in_forked_child(_: object) -> None:
+    # the parent's open sessions are not this process's to close
+    _session.forget_inherited()
+    _register_finalizer()
+
+
+def _register_finalizer(_: object = None) -> None:
+    from multiprocessing import util
+
     util.Finalize(None, _at_exit, exitpriority=10)
 
 
