@@ -28,9 +28,9 @@ from otel_agents import _names as n
 from tests.scripted import ScriptedLLM
 
 RESULTS = Path(__file__).parent / "results"
-SESSIONS = 20
+SESSIONS = 40
 TURNS = 5
-ROUNDS = 7
+ROUNDS = 9
 
 
 async def _workload(turns: int) -> None:

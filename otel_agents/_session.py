@@ -405,8 +405,14 @@ def _guarded(tracker: SessionTracker, method: Callable[[Any], None]) -> Callable
             t.recorder.internal_error("session_hook")
 
     # livekit's emit runs inspect.signature on every callback: give it the answer
-    handler.__signature__ = inspect.signature(handler)  # type: ignore[attr-defined]
+    handler.__signature__ = _HANDLER_SIGNATURE  # type: ignore[attr-defined]
     return handler
+
+
+def _one_arg(ev: Any) -> None: ...
+
+
+_HANDLER_SIGNATURE: Final = inspect.signature(_one_arg)
 
 
 def _span_attributes(fields: dict[str, Any]) -> dict[str, Any]:
