@@ -174,14 +174,26 @@ class Recorder:
     def _log(
         self, rec: AttemptRecord, fields: dict[str, Any], span_context: trace.SpanContext | None
     ) -> None:
-        level = logging.ERROR if rec.final else logging.WARNING
-        if not logger.isEnabledFor(level):
-            return
-        if span_context is None or not span_context.is_valid:
-            span_context = trace.get_current_span().get_span_context()
-        if span_context.is_valid:
-            fields["trace_id"] = format(span_context.trace_id, "032x")
-            fields["span_id"] = format(span_context.span_id, "016x")
-        else:
-            fields["trace_id"] = fields["span_id"] = None
-        logger.log(level, n.LOG_ATTEMPT_FAILED, extra=fields)
+        log(
+            logging.ERROR if rec.final else logging.WARNING,
+            n.LOG_ATTEMPT_FAILED,
+            fields,
+            span_context,
+        )
+
+
+def log(
+    level: int, message: str, fields: dict[str, Any], span_context: trace.SpanContext | None
+) -> None:
+    """One structured record on the ``otel_agents`` logger, with the ``trace_id``/``span_id`` of
+    ``span_context``, else of the span current now."""
+    if not logger.isEnabledFor(level):
+        return
+    if span_context is None or not span_context.is_valid:
+        span_context = trace.get_current_span().get_span_context()
+    if span_context.is_valid:
+        fields["trace_id"] = format(span_context.trace_id, "032x")
+        fields["span_id"] = format(span_context.span_id, "016x")
+    else:
+        fields["trace_id"] = fields["span_id"] = None
+    logger.log(level, message, extra=fields)

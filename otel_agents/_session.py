@@ -34,7 +34,7 @@ from opentelemetry.trace import SpanKind
 from . import _labels as lbl
 from . import _names as n
 from ._classify import classify, exception_chain, safe_str, type_name
-from ._record import AttemptRecord, Recorder, logger
+from ._record import AttemptRecord, Recorder, log
 from ._redact import clean_message
 
 #: after close, how long a job's session span waits for the job's shutdown reason
@@ -435,17 +435,7 @@ def _span_attributes(fields: dict[str, Any]) -> dict[str, Any]:
 
 
 def _log(level: int, message: str, fields: dict[str, Any], span: trace.Span | None) -> None:
-    if not logger.isEnabledFor(level):
-        return
-    context = span.get_span_context() if span is not None else None
-    if context is None or not context.is_valid:
-        context = trace.get_current_span().get_span_context()
-    if context.is_valid:
-        fields["trace_id"] = format(context.trace_id, "032x")
-        fields["span_id"] = format(context.span_id, "016x")
-    else:
-        fields["trace_id"] = fields["span_id"] = None
-    logger.log(level, message, extra=fields)
+    log(level, message, fields, span.get_span_context() if span is not None else None)
 
 
 def _job_context() -> Any:
