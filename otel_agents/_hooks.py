@@ -183,7 +183,6 @@ def _make_error_handler(inst: _Instance, emitter: object) -> Callable[[Any], Non
     is_wrapper = _is_wrapper(emitter)
     is_tts = inst.component == "tts"
     is_realtime = inst.component == "realtime"
-    tts_ref = weakref.ref(emitter) if is_tts else None
 
     def on_error(ev: Any) -> None:
         global _last_realtime_error
@@ -196,7 +195,7 @@ def _make_error_handler(inst: _Instance, emitter: object) -> Callable[[Any], Non
                 if is_wrapper and error is _last_realtime_error:
                     return
                 _last_realtime_error = error
-            elif is_tts and tts_ref is not None and _inner_stream_tts.get() is tts_ref():
+            elif is_tts and _inner_stream_tts.get() is inst.owner():
                 # The outer retry loop re-emits this same error as its own attempt, but by then
                 # livekit has re-raised it inside ``except StopAsyncIteration``, overwriting its
                 # __context__: classify it now, record it then.
@@ -251,10 +250,10 @@ def _on_error(recorder: Recorder, inst: _Instance, ev: object, error: object, fi
     _session.attribute_attempt(ev, record)
 
 
-def _make_metrics_handler(inst: _Instance, emitter: object) -> Callable[[Any], None]:
+def _make_metrics_handler(inst: _Instance) -> Callable[[Any], None]:
     # recognize() calls share the caller's task: a success there ends the caller's request
     ends_request = inst.component == "stt"
-    tts_ref = weakref.ref(emitter) if inst.component == "tts" else None
+    is_tts = inst.component == "tts"
 
     def on_metrics(ev: Any) -> None:
         recorder = _recorder
@@ -264,8 +263,8 @@ def _make_metrics_handler(inst: _Instance, emitter: object) -> Callable[[Any], N
             # synthesize-via-stream: the inner stream's metrics (streamed=True) and the outer
             # chunked stream's describe one request; count the outer's
             if (
-                tts_ref is not None
-                and _chunked_tts.get() is tts_ref()
+                is_tts
+                and _chunked_tts.get() is inst.owner()
                 and getattr(ev, "streamed", False) is True
             ):
                 return
@@ -301,7 +300,7 @@ def attach(emitter: Any, component: str) -> None:
     emitter.on("error", _make_error_handler(inst, emitter))
     # Adapters forward their children's metrics: count requests once, on the children.
     if not _is_wrapper(emitter):
-        emitter.on("metrics_collected", _make_metrics_handler(inst, emitter))
+        emitter.on("metrics_collected", _make_metrics_handler(inst))
     if component == "realtime":
         emitter.on("session_reconnected", _make_reconnected_handler(inst))
 

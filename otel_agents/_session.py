@@ -447,11 +447,6 @@ def _job_context() -> Any:
         return None
 
 
-def tracker_of_current_task() -> SessionTracker | None:
-    ref = current.get()
-    return ref() if ref is not None else None
-
-
 # --- discovery: AgentSession.start ----------------------------------------------------------
 
 
@@ -526,16 +521,15 @@ def _only_session_of_running_loop() -> SessionTracker | None:
     if not _open:
         return None
     try:
-        loop = asyncio.get_running_loop()
+        sessions = _sessions_on(asyncio.get_running_loop())
     except RuntimeError:
         return None
-    found = None
-    for tracker in _open:
-        if tracker.loop is loop:
-            if found is not None:
-                return None
-            found = tracker
-    return found
+    return sessions[0] if len(sessions) == 1 else None
+
+
+def _sessions_on(loop: asyncio.AbstractEventLoop) -> list[SessionTracker]:
+    """The open sessions running on ``loop``, oldest first."""
+    return sorted((t for t in _open if t.loop is loop), key=lambda t: t.started_at)
 
 
 def forget_inherited() -> None:
@@ -612,13 +606,10 @@ def _record_task_error(loop: asyncio.AbstractEventLoop, context: dict[str, Any])
         attributes[n.A_ROOT_CAUSE_MESSAGE] = root_message
     if task_name:
         attributes[n.E_TASK_NAME] = task_name
-    # the session of that loop: with one session per job process (livekit's norm) it is exact
-    tracker = None
-    for candidate in _open:
-        if candidate.loop is loop and (
-            tracker is None or candidate.started_at > tracker.started_at
-        ):
-            tracker = candidate
+    # the newest session of that loop: with one session per job process (livekit's norm) it is
+    # exact (on 3.11 a task's context cannot be read to find its own session)
+    sessions = _sessions_on(loop)
+    tracker = sessions[-1] if sessions else None
     span = None
     if tracker is not None:
         tracker.add_event(n.EVENT_UNHANDLED_TASK_ERROR, attributes)
