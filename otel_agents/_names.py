@@ -107,6 +107,7 @@ WHERE: Final = (
     "instrument",
     "session_hook",
     "task_error_hook",
+    "liveness",
 )
 # Open labels keep at most this many distinct values per process; the rest fold into "other".
 OPEN_LABEL_LIMIT: Final = 32
@@ -147,8 +148,23 @@ S_JOB_SHUTDOWN_REASON: Final = "otel_agents.session.job_shutdown_reason"
 EVENT_UNHANDLED_TASK_ERROR: Final = "otel_agents.unhandled_task_error"
 E_TASK_NAME: Final = "otel_agents.task.name"
 
+# the demo's own span around each scenario (``otel-agents demo``): one trace per scenario
+SPAN_DEMO_SCENARIO: Final = "otel_agents.demo.scenario"
+D_SCENARIO: Final = "otel_agents.demo.scenario"
+D_ROUND: Final = "otel_agents.demo.round"
+
 # --- structured log records (logger ``otel_agents``) -------------------------------------------
 LOGGER_NAME: Final = "otel_agents"
 LOG_ATTEMPT_FAILED: Final = "attempt_failed"
 LOG_SESSION_CLOSED: Final = "session_closed"
 LOG_UNHANDLED_TASK_ERROR: Final = "unhandled_task_error"
+
+# --- sidecar and multiprocess reaping (otel_agents._multiproc, otel_agents._sidecar) -------------
+# Self-metrics the sidecar appends to its scrape of PROMETHEUS_MULTIPROC_DIR. Base units only.
+SIDECAR_RENDER_SECONDS: Final = "otel_agents_sidecar_render_seconds"
+SIDECAR_LIVE_PROCESSES: Final = "otel_agents_sidecar_live_processes"
+SIDECAR_DB_FILES: Final = "otel_agents_sidecar_db_files"
+SIDECAR_REAPED_PROCESSES: Final = "otel_agents_sidecar_reaped_processes_total"
+SIDECAR_REAP_ERRORS: Final = "otel_agents_sidecar_reap_errors_total"
+# ``otel_agents_internal_errors_total{where}`` value for a failed liveness registration
+WHERE_LIVENESS: Final = "liveness"

@@ -15,7 +15,7 @@ from opentelemetry import trace
 from opentelemetry.metrics import MeterProvider
 from opentelemetry.trace import TracerProvider
 
-from . import _config, _hooks, _session
+from . import _config, _hooks, _multiproc, _session
 from . import _names as n
 from ._metrics import get_metrics
 from ._record import Recorder
@@ -106,6 +106,8 @@ def init(
             capture_messages=capture_messages,
         )
         state = _State(settings, tracer_provider, meter_provider)
+        # hold this process's liveness lock, so the sidecar can tell when it has died
+        _multiproc.register_process()
         metrics = get_metrics()
         if state.tracer_provider is None and settings.otlp_endpoint:
             state.tracer_provider = _otlp_tracer_provider(settings)
@@ -206,6 +208,8 @@ def _register_exit_hooks() -> None:
     util.register_after_fork(_EXIT_HOOKS, _in_forked_child)
     # a bare os.fork() child too: its atexit must not close the parent's sessions
     os.register_at_fork(after_in_child=_session.forget_inherited)
+    # a forked child has a new pid and no lock: register its own liveness lock
+    os.register_at_fork(after_in_child=_multiproc.after_fork_in_child)
 
 
 class _ExitHooksOwner:
@@ -219,6 +223,7 @@ def _in_forked_child(_: object) -> None:
     # the parent's open sessions are not this process's to close
     _session.forget_inherited()
     _register_finalizer()
+    _multiproc.register_process()
 
 
 def _register_finalizer(_: object = None) -> None:
