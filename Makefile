@@ -1,16 +1,26 @@
-# The README's commands. Each target builds its own virtualenv on first use.
+# The README's commands. Each target builds the virtualenv on first use: the demo needs only
+# the package, the other targets add the dev tools.
 PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
+BASE   := $(VENV)/.installed-base
 STAMP  := $(VENV)/.installed
 
-.PHONY: test lint typecheck bench clean
+.PHONY: demo test lint typecheck bench clean
 
-$(STAMP): pyproject.toml
+$(BASE): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e .
+	touch $(BASE)
+
+$(STAMP): $(BASE)
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)
+
+# the whole product on the embedded default: no keys, no Docker, no collector
+demo: $(BASE)
+	$(BIN)/otel-agents demo $(DEMO_ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check otel_agents tests bench

@@ -1,0 +1,410 @@
+"""``otel-agents demo``: the whole product on one machine, with no keys, Docker or collector.
+
+It starts the fake LiveKit Inference gateway on 127.0.0.1, initialises otel-agents exactly as an
+agent would (``otel_agents.init()`` before any model is built), runs each scenario as a real
+``AgentSession`` on livekit's inference plugins, serves ``/metrics``, writes every span to an
+OTLP/JSON file, and prints what was recorded. ``--serve`` loops the scenarios until interrupted,
+so a Prometheus scraping it sees rates and its alerts can fire.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TextIO
+
+from .. import _config
+from .. import _names as n
+
+__all__ = ["add_arguments", "run"]
+
+PROG = "otel-agents demo"
+SERVICE_NAME = "otel-agents-demo"
+DEFAULT_METRICS_PORT = 9464
+DEFAULT_TRACE_FILE = "otel-agents-demo-traces.jsonl"
+DEFAULT_PAUSE = 5.0
+
+
+class UsageError(Exception):
+    """Bad input: printed as one line, exit status 2."""
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from .scenarios import scenario_names
+
+    parser.add_argument(
+        "-s",
+        "--scenario",
+        action="append",
+        metavar="NAME",
+        help=f"run only this scenario (repeatable); one of: {', '.join(scenario_names())}",
+    )
+    parser.add_argument(
+        "--metrics-port",
+        metavar="PORT",
+        help=f"serve /metrics on this port (0: any free port); else ${_config.ENV_METRICS_PORT}, "
+        f"else {DEFAULT_METRICS_PORT}",
+    )
+    parser.add_argument(
+        "--metrics-host",
+        default="127.0.0.1",
+        metavar="HOST",
+        help="the address /metrics binds (default: 127.0.0.1)",
+    )
+    parser.add_argument(
+        "--trace-file",
+        default=DEFAULT_TRACE_FILE,
+        metavar="PATH",
+        help=f"write spans here as OTLP JSON lines (default: ./{DEFAULT_TRACE_FILE})",
+    )
+    parser.add_argument(
+        "--otlp-endpoint",
+        metavar="URL",
+        help=f"also export traces and metrics over OTLP/HTTP; else ${_config.ENV_OTLP_ENDPOINT}",
+    )
+    parser.add_argument(
+        "--metrics-out",
+        metavar="PATH",
+        help="also save the final /metrics scrape to this file",
+    )
+    parser.add_argument(
+        "--serve",
+        action="store_true",
+        help="keep looping the scenarios until interrupted (for Prometheus and its alerts)",
+    )
+    parser.add_argument(
+        "--pause",
+        default=str(DEFAULT_PAUSE),
+        metavar="SECONDS",
+        help=f"with --serve: the pause between rounds (default: {DEFAULT_PAUSE:g})",
+    )
+    parser.add_argument(
+        "-v", "--verbose", action="store_true", help="also show livekit's and otel-agents' logs"
+    )
+
+
+@dataclass(frozen=True)
+class Options:
+    scenarios: tuple[Any, ...]
+    metrics_host: str
+    metrics_port: int
+    trace_file: Path
+    otlp_endpoint: str | None
+    metrics_out: Path | None
+    serve: bool
+    pause: float
+    verbose: bool
+
+
+def _options(args: argparse.Namespace) -> Options:
+    from .scenarios import SCENARIOS, scenario_names
+
+    by_name = {s.name: s for s in SCENARIOS}
+    chosen = []
+    for name in args.scenario or scenario_names():
+        if name not in by_name:
+            raise UsageError(
+                f"unknown scenario {name!r} (choose from: {', '.join(scenario_names())})"
+            )
+        if by_name[name] not in chosen:
+            chosen.append(by_name[name])
+
+    raw_port = args.metrics_port
+    source = "--metrics-port"
+    if raw_port is None:
+        raw_port, source = os.environ.get(_config.ENV_METRICS_PORT), _config.ENV_METRICS_PORT
+    try:
+        if raw_port is None:
+            port = DEFAULT_METRICS_PORT
+        elif str(raw_port).strip() == "0":
+            port = 0
+        else:
+            port = _config.parse_port(source, raw_port)
+        endpoint = args.otlp_endpoint
+        if endpoint is None:
+            endpoint = os.environ.get(_config.ENV_OTLP_ENDPOINT) or None
+            if endpoint is not None:
+                endpoint = _config.parse_endpoint(_config.ENV_OTLP_ENDPOINT, endpoint)
+        else:
+            endpoint = _config.parse_endpoint("--otlp-endpoint", endpoint)
+        pause = _config.parse_seconds("--pause", args.pause, allow_zero=True)
+    except ValueError as exc:
+        raise UsageError(str(exc).removeprefix("otel_agents: ")) from None
+
+    return Options(
+        scenarios=tuple(chosen),
+        metrics_host=args.metrics_host,
+        metrics_port=port,
+        trace_file=Path(args.trace_file),
+        otlp_endpoint=endpoint,
+        metrics_out=Path(args.metrics_out) if args.metrics_out else None,
+        serve=bool(args.serve),
+        pause=pause,
+        verbose=bool(args.verbose),
+    )
+
+
+def run(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
+    """Run the demo; returns the exit status (0 ok, 1 failed, 2 bad input, 130 interrupted)."""
+    try:
+        options = _options(args)
+    except UsageError as exc:
+        print(f"{PROG}: {exc}", file=sys.stderr)
+        return 2
+    _quiet_logs(options.verbose)
+    try:
+        return asyncio.run(_main(options, out))
+    except UsageError as exc:
+        print(f"{PROG}: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+def _quiet_logs(verbose: bool) -> None:
+    # The demo's output is the summary; the raw records are in the trace file and /metrics.
+    # livekit logs every failed attempt with a traceback: keep that for --verbose.
+    logging.basicConfig(
+        level=logging.INFO if verbose else logging.CRITICAL,
+        format="%(levelname)s %(name)s: %(message)s",
+    )
+
+
+class _Progress:
+    """One progress line: rewritten in place on a terminal, one line per step otherwise."""
+
+    def __init__(self, out: TextIO) -> None:
+        self.out = out
+        self.tty = out.isatty()
+        self._width = 0
+
+    def show(self, text: str) -> None:
+        if self.tty:
+            pad = max(0, self._width - len(text))
+            self.out.write("\r" + text + " " * pad)
+            self._width = len(text)
+        else:
+            self.out.write(text + "\n")
+        self.out.flush()
+
+    def done(self, text: str) -> None:
+        if self.tty:
+            self.show(text)
+            self.out.write("\n")
+            self._width = 0
+            self.out.flush()
+        else:
+            self.show(text)
+
+
+async def _main(options: Options, out: TextIO) -> int:
+    import aiohttp
+    from livekit.agents import utils
+    from opentelemetry.sdk.resources import Resource
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import BatchSpanProcessor
+    from prometheus_client import REGISTRY
+
+    import otel_agents
+
+    from .._sidecar import start_metrics_server
+    from .gateway import FakeGateway
+    from .scenarios import run_scenario
+    from .summary import SpanCollector, format_report, metric_totals
+
+    # bind first: a taken port must fail before the previous run's trace file is truncated
+    try:
+        server = await start_metrics_server(
+            host=options.metrics_host, port=options.metrics_port, registry=REGISTRY
+        )
+    except OSError as exc:
+        raise UsageError(
+            f"cannot serve /metrics on {options.metrics_host}:{options.metrics_port}: "
+            f"{exc.strerror or exc}"
+        ) from None
+    try:
+        metrics_out = _open_for_writing(options.metrics_out, "--metrics-out")
+        file_exporter = _trace_file(options.trace_file)
+    except UsageError:
+        await server.aclose()
+        raise
+
+    # --- the export pipeline: the file (always), OTLP (when asked), the summary's collector ---
+    provider = TracerProvider(resource=Resource.create({"service.name": SERVICE_NAME}))
+    provider.add_span_processor(BatchSpanProcessor(file_exporter, schedule_delay_millis=500))
+    collector = SpanCollector()
+    provider.add_span_processor(collector)
+    if options.otlp_endpoint:
+        from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+
+        provider.add_span_processor(
+            BatchSpanProcessor(
+                OTLPSpanExporter(endpoint=f"{options.otlp_endpoint}/v1/traces", timeout=5)
+            )
+        )
+
+    # exactly what an agent does: one call, before any model is built
+    otel_agents.init(
+        service_name=SERVICE_NAME,
+        otlp_endpoint=options.otlp_endpoint,
+        tracer_provider=provider,
+    )
+    tracer = provider.get_tracer("otel_agents.demo")
+    stopping = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    main_task = asyncio.current_task()
+    interrupted = False
+
+    def stop() -> None:
+        nonlocal interrupted
+        interrupted = True
+        stopping.set()
+        if main_task is not None and not options.serve:
+            main_task.cancel()
+
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(signum, stop)
+
+    progress = _Progress(out)
+    status = 0
+    try:
+        async with utils.http_context.open(), FakeGateway() as gateway:
+            total = len(options.scenarios)
+            print(
+                f"otel-agents demo: {total} scenario{'s' if total != 1 else ''} against a fake "
+                f"LiveKit Inference gateway at {gateway.url}",
+                file=out,
+            )
+            print(f"serving {server.url}", file=out, flush=True)
+            round_no = 0
+            while True:
+                round_no += 1
+                reports = []
+                started = time.monotonic()
+                for i, scenario in enumerate(options.scenarios, 1):
+                    if stopping.is_set():
+                        break
+                    label = f"[{i}/{total}] {scenario.name}"
+                    if options.serve:
+                        label = f"round {round_no} " + label
+                    if progress.tty:
+                        progress.show(f"{label} ...")
+                    scenario_started = time.monotonic()
+                    with tracer.start_as_current_span(
+                        n.SPAN_DEMO_SCENARIO,
+                        attributes={n.D_SCENARIO: scenario.name, n.D_ROUND: round_no},
+                    ) as span:
+                        trace_id = span.get_span_context().trace_id
+                        # its own task: livekit leaves its session span attached to the
+                        # caller's context, which must not leak into the next scenario
+                        await asyncio.create_task(
+                            run_scenario(
+                                scenario,
+                                gateway,
+                                on_turn=_turn_progress(progress, label),
+                            )
+                        )
+                    reports.append(collector.take(trace_id, scenario.name, scenario.summary))
+                    if not progress.tty:
+                        progress.show(f"{label} ({time.monotonic() - scenario_started:.1f} s)")
+                seconds = time.monotonic() - started
+                if stopping.is_set():
+                    progress.done("interrupted")
+                    break
+                progress.done(
+                    f"round {round_no} done: {len(reports)} sessions in {seconds:.1f} s"
+                    if options.serve
+                    else f"done: {len(reports)} sessions in {seconds:.1f} s"
+                )
+                if round_no == 1:
+                    provider.force_flush()
+                    exposition = await _scrape(aiohttp, server.url)
+                    if metrics_out is not None:
+                        metrics_out.write(exposition)
+                        metrics_out.close()
+                        metrics_out = None
+                    where = [
+                        ("metrics", f"{server.url}" + ("" if options.serve else " (until exit)")),
+                        (
+                            "traces",
+                            f"{options.trace_file} ({file_exporter.spans_written} spans, "
+                            "OTLP JSON: the Collector's otlpjsonfile receiver reads it)",
+                        ),
+                    ]
+                    if options.otlp_endpoint:
+                        where.append(("otlp", options.otlp_endpoint))
+                    if options.serve:
+                        where.append(("serving", "until Ctrl-C or SIGTERM"))
+                    out.write(format_report(reports, metric_totals(exposition), where))
+                    out.flush()
+                if not options.serve:
+                    break
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stopping.wait(), options.pause)
+                if stopping.is_set():
+                    break
+    except asyncio.CancelledError:
+        status = 130
+        progress.done("interrupted")
+    finally:
+        if metrics_out is not None:
+            metrics_out.close()
+        otel_agents.shutdown(timeout=2.0)
+        provider.shutdown()
+        await server.aclose()
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            with contextlib.suppress(NotImplementedError, RuntimeError):
+                loop.remove_signal_handler(signum)
+    if interrupted and options.serve:
+        status = 0
+    return status
+
+
+def _turn_progress(progress: _Progress, label: str) -> Callable[[int], None] | None:
+    if not progress.tty:
+        return None
+    return lambda turn: progress.show(f"{label} ... turn {turn}")
+
+
+async def _scrape(aiohttp: Any, url: str) -> str:
+    async with aiohttp.ClientSession() as http, http.get(url) as response:
+        response.raise_for_status()
+        text: str = await response.text()
+        return text
+
+
+def _trace_file(path: Path) -> Any:
+    from .tracefile import OtlpJsonFileExporter
+
+    try:
+        return OtlpJsonFileExporter(path)
+    except OSError as exc:
+        raise UsageError(
+            f"cannot write the trace file {str(path)!r}: {exc.strerror or exc}"
+        ) from None
+
+
+def _open_for_writing(path: Path | None, what: str) -> TextIO | None:
+    """Opened at start-up, so a bad path fails before the scenarios run, not after."""
+    if path is None:
+        return None
+    try:
+        return path.open("w", encoding="utf-8")
+    except OSError as exc:
+        raise UsageError(f"cannot write {what} {str(path)!r}: {exc.strerror or exc}") from None
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog=PROG, description=__doc__)
+    add_arguments(parser)
+    return run(parser.parse_args(argv))

@@ -1,0 +1,218 @@
+"""The demo's scenarios: real ``AgentSession``s on the real inference plugins, scripted faults.
+
+Each scenario is one text-mode ``AgentSession`` (no room) whose LLM and TTS are livekit's own
+``livekit.agents.inference`` plugins pointed at the local :class:`~.gateway.FakeGateway`. The
+gateway's fault queues decide what each request meets; the session sees the same chains of
+exceptions it would see from the real gateway, and otel-agents records them through its
+ordinary hooks. Nothing here talks to otel-agents directly.
+
+The audio output is :class:`Speaker`, a sink that "plays" every frame at once, so the TTS runs
+and the agent reaches ``speaking`` exactly as it would in a room.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Final
+
+from livekit import rtc
+from livekit.agents import Agent, AgentSession, APIConnectOptions, CloseEvent, inference
+from livekit.agents.voice import io
+from livekit.agents.voice.agent_session import SessionConnectOptions
+
+from .gateway import (
+    QUOTA_CREDITS_BODY,
+    FakeGateway,
+    Fault,
+    disconnect,
+    empty,
+    http_error,
+    openai_error_body,
+    quota_body,
+    ws_error,
+)
+
+__all__ = ["SCENARIOS", "Scenario", "Speaker", "run_scenario", "scenario_names"]
+
+LLM_MODEL: Final = "openai/gpt-4.1-mini"
+TTS_MODEL: Final = "cartesia/sonic-3"
+#: any pair works: the fake gateway does not verify the JWT the plugins sign with it
+API_KEY: Final = "demo-key"
+API_SECRET: Final = "demo-secret-demo-secret-demo-0123"
+#: livekit's defaults are 3 retries 2 s apart; shorter here so a round takes seconds
+LLM_RETRY: Final = APIConnectOptions(max_retry=2, retry_interval=0.1, timeout=5.0)
+TTS_RETRY: Final = APIConnectOptions(max_retry=2, retry_interval=0.1, timeout=5.0)
+TURN_TIMEOUT: Final = 15.0
+
+RPM_BODY: Final = quota_body(
+    "llm", "MaxConcurrentGatewayLLMRpm", hint="Reduce request rate or upgrade your plan."
+)
+TTS_RATE_BODY: Final = quota_body(
+    "tts", "MaxConcurrentGatewayTTS", hint="Reduce concurrent TTS requests or upgrade your plan."
+)
+OVERLOADED_BODY: Final = openai_error_body("upstream model overloaded", type="server_error")
+
+
+@dataclass(frozen=True)
+class Scenario:
+    """One session: what the gateway does, and what the caller says."""
+
+    name: str
+    summary: str
+    turns: Sequence[str]
+    llm: Sequence[Fault] = ()
+    tts: Sequence[Fault] = ()
+    #: livekit closes this session itself after the last turn (it gives up on errors)
+    closes_itself: bool = False
+
+
+SCENARIOS: Final[tuple[Scenario, ...]] = (
+    Scenario(
+        "healthy",
+        "every request succeeds",
+        turns=("Hi, where is my order?", "Thanks!"),
+    ),
+    Scenario(
+        "connection-blip",
+        "the LLM connection drops mid-request once; the retry answers",
+        turns=("Hi, can you hear me?",),
+        llm=(disconnect(),),
+    ),
+    Scenario(
+        "masked-retry",
+        "a dropped connection, then 503s: the final error hides the first cause",
+        turns=("What's the weather?", "Hello?"),
+        llm=(disconnect(), http_error(503, OVERLOADED_BODY), http_error(503, OVERLOADED_BODY)),
+    ),
+    Scenario(
+        "rate-limited",
+        "two 429s of the gateway's LLM rate limit, then an answer",
+        turns=("Book me a table.",),
+        llm=(http_error(429, RPM_BODY), http_error(429, RPM_BODY)),
+    ),
+    Scenario(
+        "credits-exhausted",
+        "out of credits: every turn dies until livekit gives up",
+        # livekit closes a session after its 4th unrecoverable error (max_unrecoverable_errors=3)
+        turns=("Hello?", "Hello, anyone there?", "Can you hear me?", "Hello??"),
+        llm=tuple(http_error(429, QUOTA_CREDITS_BODY) for _ in range(3 * 4)),
+        closes_itself=True,
+    ),
+    Scenario(
+        "tts-rate-limited",
+        "the TTS websocket reports its rate limit twice, then speaks",
+        turns=("Read me my balance.",),
+        tts=(ws_error(TTS_RATE_BODY), ws_error(TTS_RATE_BODY)),
+    ),
+    Scenario(
+        "silent",
+        "empty LLM replies, no error anywhere: the caller hears nothing",
+        turns=("Hello?", "Is anyone there?"),
+        llm=(empty(), empty()),
+    ),
+)
+
+
+def scenario_names() -> list[str]:
+    return [s.name for s in SCENARIOS]
+
+
+class Speaker(io.AudioOutput):
+    """An audio sink that plays every frame instantly: the TTS runs, the agent speaks."""
+
+    def __init__(self) -> None:
+        super().__init__(label="otel-agents-demo", capabilities=io.AudioOutputCapabilities(True))
+        self._position = 0.0
+        self._playing = False
+
+    async def capture_frame(self, frame: rtc.AudioFrame) -> None:
+        await super().capture_frame(frame)
+        if not self._playing:
+            self._playing = True
+            self.on_playback_started(created_at=time.time())
+        self._position += frame.duration
+
+    def flush(self) -> None:
+        super().flush()
+        self._finish(interrupted=False)
+
+    def clear_buffer(self) -> None:
+        self._finish(interrupted=True)
+
+    def _finish(self, *, interrupted: bool) -> None:
+        if not self._playing:
+            return
+        position, self._position, self._playing = self._position, 0.0, False
+        asyncio.get_running_loop().call_soon(
+            lambda: self.on_playback_finished(playback_position=position, interrupted=interrupted)
+        )
+
+
+@dataclass
+class ScenarioRun:
+    """What the demo itself saw of one scenario (otel-agents' records are read elsewhere)."""
+
+    scenario: Scenario
+    turns_said: int = 0
+    failed_turns: int = 0
+    close_reason: str | None = None
+    seconds: float = 0.0
+    requests: dict[str, int] = field(default_factory=dict)
+
+
+async def run_scenario(
+    scenario: Scenario, gateway: FakeGateway, *, on_turn: Callable[[int], None] | None = None
+) -> ScenarioRun:
+    """Run one scenario's session to its close, with the gateway scripted for it."""
+    gateway.llm.clear()
+    gateway.tts.clear()
+    gateway.llm.push(*scenario.llm)
+    gateway.tts.push(*scenario.tts)
+    before = dict(gateway.requests)
+    run = ScenarioRun(scenario)
+    started = time.monotonic()
+
+    llm = inference.LLM(LLM_MODEL, base_url=gateway.url, api_key=API_KEY, api_secret=API_SECRET)
+    tts = inference.TTS(TTS_MODEL, base_url=gateway.url, api_key=API_KEY, api_secret=API_SECRET)
+    session: AgentSession[None] = AgentSession(
+        llm=llm,
+        tts=tts,
+        vad=None,
+        aec_warmup_duration=None,
+        conn_options=SessionConnectOptions(llm_conn_options=LLM_RETRY, tts_conn_options=TTS_RETRY),
+    )
+    session.output.audio = Speaker()
+    closed = asyncio.Event()
+
+    def on_close(event: CloseEvent) -> None:
+        run.close_reason = str(event.reason.value)
+        closed.set()
+
+    session.on("close", on_close)
+    try:
+        await session.start(agent=Agent(instructions="You are a helpful, brief voice agent."))
+        for text in scenario.turns:
+            run.turns_said += 1
+            if on_turn is not None:
+                on_turn(run.turns_said)
+            try:
+                await asyncio.wait_for(session.run(user_input=text), TURN_TIMEOUT)
+            except TimeoutError:
+                raise
+            except Exception:
+                # run() raises livekit's wrapper for a dead turn: otel-agents has recorded it
+                run.failed_turns += 1
+        if scenario.closes_itself:
+            await asyncio.wait_for(closed.wait(), TURN_TIMEOUT)
+    finally:
+        await session.aclose()
+        await llm.aclose()
+        await tts.aclose()
+        gateway.llm.clear()
+        gateway.tts.clear()
+    run.seconds = time.monotonic() - started
+    run.requests = {k: v - before.get(k, 0) for k, v in gateway.requests.items()}
+    return run

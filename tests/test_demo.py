@@ -1,0 +1,567 @@
+"""``otel-agents demo``, run as a user runs it: a subprocess of ``python -m otel_agents``.
+
+The demo's scenarios are real ``AgentSession``s on livekit's inference plugins talking to the
+fake gateway; these tests read back what the demo exported (its own ``/metrics`` scrape, saved
+with ``--metrics-out``, and its OTLP-JSON trace file) and compare it with what each scenario's
+script must produce, derived here by hand from the script, scenario by scenario.
+"""
+
+from __future__ import annotations
+
+import os
+import queue
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import urllib.request
+from collections import Counter, defaultdict
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import pytest
+from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
+    ExportMetricsServiceRequest,
+)
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+from prometheus_client.parser import text_string_to_metric_families
+
+from otel_agents import _names as n
+from otel_agents.demo.tracefile import read_spans
+
+RUN_TIMEOUT = 90.0
+PROVIDER = "livekit"  # the inference plugins' provider name
+RPE = "httpcore2.RemoteProtocolError"  # a dropped connection, seen through openai on httpx2
+OPENAI_503 = "openai.InternalServerError"
+OPENAI_429 = "openai.RateLimitError"
+TTS_WS_ERROR = "livekit.agents.APIError"
+
+Labels = tuple[tuple[str, str], ...]
+
+
+def demo_command(*args: str) -> list[str]:
+    return [sys.executable, "-m", "otel_agents", "demo", *args]
+
+
+def clean_env(**extra: str) -> dict[str, str]:
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("OTEL_", "PROMETHEUS_MULTIPROC")) and k != "prometheus_multiproc_dir"
+    }
+    env.update(extra)
+    return env
+
+
+def scrape_samples(text: str) -> dict[tuple[str, Labels], float]:
+    out: dict[tuple[str, Labels], float] = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name.startswith(n.PREFIX) and not sample.name.endswith("_created"):
+                out[(sample.name, tuple(sorted(sample.labels.items())))] = sample.value
+    return out
+
+
+def key(name: str, **labels: str) -> tuple[str, Labels]:
+    return (name, tuple(sorted(labels.items())))
+
+
+def attempt(
+    component: str,
+    number: int,
+    final: bool,
+    error_class: str,
+    root: str,
+    *,
+    first: str | None = None,
+    masked: bool = False,
+    category: str | None = None,
+    terminal: bool = False,
+) -> tuple[Any, ...]:
+    return (component, number, final, error_class, root, first or root, masked, category, terminal)
+
+
+def attempt_of(attrs: dict[str, Any]) -> tuple[Any, ...]:
+    return (
+        attrs[n.A_COMPONENT],
+        attrs[n.A_ATTEMPT],
+        attrs[n.A_FINAL],
+        attrs[n.A_ERROR_CLASS],
+        attrs[n.A_ROOT_CAUSE_TYPE],
+        attrs[n.A_FIRST_ROOT_CAUSE_TYPE],
+        attrs[n.A_MASKED],
+        attrs.get(n.A_QUOTA_CATEGORY),
+        attrs[n.A_TERMINAL],
+    )
+
+
+CREDITS = [
+    attempt(
+        "llm", i, i == 2, "quota_exhausted", OPENAI_429, category="MaxGatewayCredits", terminal=True
+    )
+    for _ in range(4)
+    for i in range(3)
+]
+
+#: scenario -> (attempt records in emit order, the session record's attributes)
+EXPECTED: dict[str, tuple[list[tuple[Any, ...]], dict[str, Any]]] = {
+    "healthy": (
+        [],
+        {
+            "close_reason": "user_initiated",
+            "silent": False,
+            "turns": 2,
+            "answered": 2,
+            "dead": 0,
+            "errors": 0,
+            "terminal": False,
+        },
+    ),
+    "connection-blip": (
+        [attempt("llm", 0, False, "connection", RPE)],
+        {
+            "close_reason": "user_initiated",
+            "silent": False,
+            "turns": 1,
+            "answered": 1,
+            "dead": 0,
+            "errors": 1,
+            "terminal": False,
+        },
+    ),
+    "masked-retry": (
+        [
+            attempt("llm", 0, False, "connection", RPE),
+            attempt("llm", 1, False, "server_error", OPENAI_503, first=RPE),
+            attempt("llm", 2, True, "server_error", OPENAI_503, first=RPE, masked=True),
+        ],
+        {
+            "close_reason": "user_initiated",
+            "silent": False,
+            "turns": 2,
+            "answered": 1,
+            "dead": 1,
+            "errors": 3,
+            "terminal": False,
+        },
+    ),
+    "rate-limited": (
+        [
+            attempt(
+                "llm", i, False, "rate_limited", OPENAI_429, category="MaxConcurrentGatewayLLMRpm"
+            )
+            for i in range(2)
+        ],
+        {
+            "close_reason": "user_initiated",
+            "silent": False,
+            "turns": 1,
+            "answered": 1,
+            "dead": 0,
+            "errors": 2,
+            "terminal": False,
+        },
+    ),
+    "credits-exhausted": (
+        CREDITS,
+        {
+            "close_reason": "error",
+            "silent": True,
+            "turns": 4,
+            "answered": 0,
+            "dead": 4,
+            "errors": 12,
+            "terminal": True,
+        },
+    ),
+    "tts-rate-limited": (
+        [
+            attempt(
+                "tts", i, False, "rate_limited", TTS_WS_ERROR, category="MaxConcurrentGatewayTTS"
+            )
+            for i in range(2)
+        ],
+        {
+            "close_reason": "user_initiated",
+            "silent": False,
+            "turns": 1,
+            "answered": 1,
+            "dead": 0,
+            "errors": 2,
+            "terminal": False,
+        },
+    ),
+    "silent": (
+        [],
+        {
+            "close_reason": "user_initiated",
+            "silent": True,
+            "turns": 2,
+            "answered": 0,
+            "dead": 2,
+            "errors": 0,
+            "terminal": False,
+        },
+    ),
+}
+
+
+def session_of(attrs: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "close_reason": attrs[n.S_CLOSE_REASON],
+        "silent": attrs[n.S_SILENT],
+        "turns": attrs[n.S_USER_TURNS],
+        "answered": attrs[n.S_ANSWERED_TURNS],
+        "dead": attrs[n.S_DEAD_TURNS],
+        "errors": attrs[n.S_ERRORS],
+        "terminal": attrs[n.S_TERMINAL_ERROR],
+    }
+
+
+class OtlpReceiver:
+    """An OTLP/HTTP receiver on 127.0.0.1 (a thread) that decodes what it is sent."""
+
+    def __init__(self) -> None:
+        self.spans: list[Any] = []
+        self.metric_names: set[str] = set()
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                if self.path == "/v1/traces":
+                    request = ExportTraceServiceRequest.FromString(body)
+                    for resource_spans in request.resource_spans:
+                        for scope_spans in resource_spans.scope_spans:
+                            receiver.spans.extend(scope_spans.spans)
+                elif self.path == "/v1/metrics":
+                    metrics = ExportMetricsServiceRequest.FromString(body)
+                    for resource_metrics in metrics.resource_metrics:
+                        for scope_metrics in resource_metrics.scope_metrics:
+                            receiver.metric_names.update(m.name for m in scope_metrics.metrics)
+                self.send_response(200)
+                self.send_header("Content-Type", "application/x-protobuf")
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture(scope="module")
+def demo_run(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """One full, non-serving demo run, shared by the tests that read its output; it also
+    exports over OTLP to a local receiver."""
+    workdir = tmp_path_factory.mktemp("demo")
+    receiver = OtlpReceiver()
+    try:
+        done = subprocess.run(
+            demo_command(
+                "--metrics-port",
+                "0",
+                "--metrics-out",
+                "scrape.txt",
+                "--otlp-endpoint",
+                receiver.url,
+            ),
+            cwd=workdir,
+            env=clean_env(),
+            capture_output=True,
+            text=True,
+            timeout=RUN_TIMEOUT,
+        )
+    finally:
+        receiver.close()
+    return {
+        "otlp_spans": receiver.spans,
+        "otlp_metrics": receiver.metric_names,
+        "returncode": done.returncode,
+        "stdout": done.stdout,
+        "stderr": done.stderr,
+        "scrape": (workdir / "scrape.txt").read_text() if (workdir / "scrape.txt").exists() else "",
+        "spans": list(read_spans(workdir / "otel-agents-demo-traces.jsonl")),
+    }
+
+
+def test_demo_exits_zero_and_prints_the_summary(demo_run: dict[str, Any]) -> None:
+    assert demo_run["returncode"] == 0, demo_run["stderr"]
+    assert "Traceback" not in demo_run["stderr"]
+    out = demo_run["stdout"]
+    for name in EXPECTED:
+        assert f"\n{name}: " in out
+    assert "done: 7 sessions" in out
+    assert "SILENT: the user spoke, the agent never did" in out
+    assert "quota MaxGatewayCredits (TERMINAL)  <- 4 requests failed here" in out
+    assert f"hides the first cause: {RPE}" in out
+    assert "Totals, as scraped from /metrics" in out
+    assert "otel-agents-demo-traces.jsonl (" in out
+
+
+def test_each_scenario_trace_holds_exactly_its_records(demo_run: dict[str, Any]) -> None:
+    spans = demo_run["spans"]
+    scenario_of_trace = {
+        s["traceId"]: s["attrs"][n.D_SCENARIO] for s in spans if s["name"] == n.SPAN_DEMO_SCENARIO
+    }
+    assert sorted(scenario_of_trace.values()) == sorted(EXPECTED)
+    attempts: dict[str, list[tuple[Any, ...]]] = defaultdict(list)
+    sessions: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for span in sorted(spans, key=lambda s: int(s["startTimeUnixNano"])):
+        scenario = scenario_of_trace[span["traceId"]]  # every span belongs to a scenario trace
+        if span["name"] == n.SPAN_ATTEMPT_FAILED:
+            assert span["attrs"][n.A_PROVIDER] == PROVIDER
+            attempts[scenario].append(attempt_of(span["attrs"]))
+        elif span["name"] == n.SPAN_SESSION:
+            sessions[scenario].append(session_of(span["attrs"]))
+    for name, (want_attempts, want_session) in EXPECTED.items():
+        assert attempts[name] == want_attempts, name
+        assert sessions[name] == [want_session], name
+
+
+def test_trace_file_is_otlp_json(demo_run: dict[str, Any]) -> None:
+    spans = demo_run["spans"]
+    by_id = {s["spanId"]: s for s in spans}
+    for span in spans:
+        assert len(span["traceId"]) == 32
+        assert int(span["traceId"], 16)
+        assert len(span["spanId"]) == 16
+        assert int(span["spanId"], 16)
+        assert isinstance(span["kind"], int)
+        assert int(span["endTimeUnixNano"]) >= int(span["startTimeUnixNano"]) > 0
+        assert span["resource"]["service.name"] == "otel-agents-demo"
+        if span.get("parentSpanId"):
+            assert by_id[span["parentSpanId"]]["traceId"] == span["traceId"]
+    # our session span is a child of livekit's agent_session span, itself under the scenario
+    for session in (s for s in spans if s["name"] == n.SPAN_SESSION):
+        parent = by_id[session["parentSpanId"]]
+        assert parent["name"] == "agent_session"
+        assert by_id[parent["parentSpanId"]]["name"] == n.SPAN_DEMO_SCENARIO
+    # an attempt record's parent is livekit's request span of that attempt's component
+    for record in (s for s in spans if s["name"] == n.SPAN_ATTEMPT_FAILED):
+        component = record["attrs"][n.A_COMPONENT]
+        assert by_id[record["parentSpanId"]]["name"] == f"{component}_request"
+
+
+def test_otlp_endpoint_gets_the_same_spans_and_the_metrics(demo_run: dict[str, Any]) -> None:
+    sent = Counter(span.name for span in demo_run["otlp_spans"])
+    written = Counter(span["name"] for span in demo_run["spans"])
+    assert sent == written
+    assert sent[n.SPAN_ATTEMPT_FAILED] == sum(len(a) for a, _ in EXPECTED.values())
+    assert {"otel_agents.attempt_failures", "otel_agents.sessions_closed"} <= demo_run[
+        "otlp_metrics"
+    ]
+
+
+def test_metrics_scrape_counts_every_scenario_exactly(demo_run: dict[str, Any]) -> None:
+    got = scrape_samples(demo_run["scrape"])
+    llm = {"component": "llm", "provider": PROVIDER}
+    tts = {"component": "tts", "provider": PROVIDER}
+    want_counters = {
+        # connection-blip 1 + masked-retry's first attempt 1
+        key(n.ATTEMPT_FAILURES, **llm, error_class="connection", root_cause=RPE, final="false"): 2,
+        key(
+            n.ATTEMPT_FAILURES,
+            **llm,
+            error_class="server_error",
+            root_cause=OPENAI_503,
+            final="false",
+        ): 1,
+        key(
+            n.ATTEMPT_FAILURES,
+            **llm,
+            error_class="server_error",
+            root_cause=OPENAI_503,
+            final="true",
+        ): 1,
+        key(
+            n.ATTEMPT_FAILURES,
+            **llm,
+            error_class="rate_limited",
+            root_cause=OPENAI_429,
+            final="false",
+        ): 2,
+        key(
+            n.ATTEMPT_FAILURES,
+            **llm,
+            error_class="quota_exhausted",
+            root_cause=OPENAI_429,
+            final="false",
+        ): 8,
+        key(
+            n.ATTEMPT_FAILURES,
+            **llm,
+            error_class="quota_exhausted",
+            root_cause=OPENAI_429,
+            final="true",
+        ): 4,
+        key(
+            n.ATTEMPT_FAILURES,
+            **tts,
+            error_class="rate_limited",
+            root_cause=TTS_WS_ERROR,
+            final="false",
+        ): 2,
+        key(
+            n.QUOTA_ERRORS,
+            component="llm",
+            quota_type="llm",
+            quota_category="MaxConcurrentGatewayLLMRpm",
+            terminal="false",
+        ): 2,
+        key(
+            n.QUOTA_ERRORS,
+            component="llm",
+            quota_type="llm",
+            quota_category="MaxGatewayCredits",
+            terminal="true",
+        ): 12,
+        key(
+            n.QUOTA_ERRORS,
+            component="tts",
+            quota_type="tts",
+            quota_category="MaxConcurrentGatewayTTS",
+            terminal="false",
+        ): 2,
+        key(n.TERMINAL_ERRORS, **llm, error_class="quota_exhausted"): 12,
+        key(n.MASKED_FAILURES, component="llm", first_root_cause=RPE, root_cause=OPENAI_503): 1,
+        # LLM requests answered: healthy 2, blip 1, masked 1, rate 1, tts 1, silent 2 (empty
+        # replies are answered requests); failed: masked 1, credits 4
+        key(n.REQUESTS, **llm, outcome="ok"): 8,
+        key(n.REQUESTS, **llm, outcome="failed"): 5,
+        # one synthesis per answered turn
+        key(n.REQUESTS, **tts, outcome="ok"): 6,
+        key(n.SESSIONS_STARTED): 7,
+        key(n.SESSIONS_CLOSED, reason="user_initiated", agent_spoke="true"): 5,
+        key(n.SESSIONS_CLOSED, reason="user_initiated", agent_spoke="false"): 1,
+        key(n.SESSIONS_CLOSED, reason="error", agent_spoke="false"): 1,
+        key(n.SILENT_SESSIONS, reason="user_initiated"): 1,
+        key(n.SILENT_SESSIONS, reason="error"): 1,
+        key(n.USER_TURNS): 13,
+        key(n.DEAD_TURNS, cause="error"): 5,
+        key(n.DEAD_TURNS, cause="empty"): 2,
+    }
+    counters = {k: v for k, v in got.items() if k[0].endswith("_total") and v}
+    assert counters == want_counters
+    assert got[key(n.SESSIONS_ACTIVE)] == 0
+    assert got[key(n.UNANSWERED_TURNS)] == 0
+    # five sessions spoke; six turns were answered; six sessions closed by the user, one by error
+    assert got[key(n.TIME_TO_FIRST_SPEECH + "_count")] == 5
+    assert got[key(n.RESPONSE_LATENCY + "_count")] == 6
+    assert got[key(n.SESSION_DURATION + "_count", reason="user_initiated")] == 6
+    assert got[key(n.SESSION_DURATION + "_count", reason="error")] == 1
+
+
+# --- --serve, and a clean exit on SIGTERM -----------------------------------------------------
+
+
+def _lines(stream: Any) -> queue.Queue[str]:
+    lines: queue.Queue[str] = queue.Queue()
+
+    def pump() -> None:
+        for line in stream:
+            lines.put(line)
+        lines.put("")
+
+    threading.Thread(target=pump, daemon=True).start()
+    return lines
+
+
+def _wait_for(lines: queue.Queue[str], prefix: str, seen: list[str]) -> str:
+    while True:
+        line = lines.get(timeout=RUN_TIMEOUT)
+        seen.append(line)
+        if line == "":
+            raise AssertionError("the demo exited early:\n" + "".join(seen))
+        if line.startswith(prefix):
+            return line
+
+
+def test_serve_loops_until_sigterm_then_flushes(tmp_path: Path) -> None:
+    proc = subprocess.Popen(
+        demo_command(
+            "--serve", "--pause", "0.1", "-s", "healthy", "-s", "silent", "--metrics-port", "0"
+        ),
+        cwd=tmp_path,
+        env=clean_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    seen: list[str] = []
+    try:
+        lines = _lines(proc.stdout)
+        url = _wait_for(lines, "serving ", seen).split()[1]
+        _wait_for(lines, "round 2 done", seen)
+        with urllib.request.urlopen(url, timeout=10) as response:
+            got = scrape_samples(response.read().decode())
+        assert got[key(n.SESSIONS_STARTED)] >= 4
+        assert got[key(n.SILENT_SESSIONS, reason="user_initiated")] >= 2
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=30) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.stderr is not None
+    assert "Traceback" not in proc.stderr.read()
+    spans = list(read_spans(tmp_path / "otel-agents-demo-traces.jsonl"))
+    sessions = Counter(s["attrs"][n.S_SILENT] for s in spans if s["name"] == n.SPAN_SESSION)
+    # every session that closed before SIGTERM was flushed to the file (healthy and silent
+    # alternate, so rounds >= 2 means at least two of each)
+    assert sessions[True] >= 2
+    assert sessions[False] >= 2
+
+
+# --- bad input: one line, non-zero, never a traceback -----------------------------------------
+
+
+def test_bad_input_gets_one_line_and_a_non_zero_exit(tmp_path: Path) -> None:
+    taken = socket.socket()
+    taken.bind(("127.0.0.1", 0))
+    taken.listen()
+    port = str(taken.getsockname()[1])
+    cases = {
+        "unknown scenario 'nope'": (demo_command("-s", "nope"), {}),
+        f"cannot serve /metrics on 127.0.0.1:{port}": (demo_command("--metrics-port", port), {}),
+        "cannot write the trace file": (
+            demo_command("--metrics-port", "0", "--trace-file", str(tmp_path / "no" / "t.jsonl")),
+            {},
+        ),
+        "invalid OTEL_AGENTS_METRICS_PORT='http'": (
+            demo_command(),
+            {"OTEL_AGENTS_METRICS_PORT": "http"},
+        ),
+        "invalid --otlp-endpoint='ftp://x'": (demo_command("--otlp-endpoint", "ftp://x"), {}),
+        "invalid --pause='-1'": (demo_command("--pause", "-1"), {}),
+    }
+    try:
+        procs = {
+            what: subprocess.Popen(
+                command,
+                cwd=tmp_path,
+                env=clean_env(**env),
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+            for what, (command, env) in cases.items()
+        }
+        for what, proc in procs.items():
+            out, err = proc.communicate(timeout=RUN_TIMEOUT)
+            assert proc.returncode == 2, (what, err)
+            assert err.count("\n") == 1, (what, err)
+            assert err.startswith("otel-agents demo: "), (what, err)
+            assert what in err, (what, err)
+            assert out == "", (what, out)
+    finally:
+        taken.close()
