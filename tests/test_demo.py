@@ -105,47 +105,43 @@ CREDITS = [
     for i in range(3)
 ]
 
-#: scenario -> (attempt records in emit order, the session record's attributes)
+
+def session(
+    turns: int,
+    answered: int,
+    dead: int = 0,
+    errors: int = 0,
+    *,
+    close_reason: str = "user_initiated",
+    silent: bool = False,
+    terminal: bool = False,
+    unanswered: int = 0,
+) -> dict[str, Any]:
+    """The fields of one ``otel_agents.session`` record that a scenario determines."""
+    return {
+        "close_reason": close_reason,
+        "silent": silent,
+        "turns": turns,
+        "answered": answered,
+        "dead": dead,
+        "unanswered": unanswered,
+        "errors": errors,
+        "terminal": terminal,
+    }
+
+
+#: scenario -> (attempt records in emit order, its session record)
 EXPECTED: dict[str, tuple[list[tuple[Any, ...]], dict[str, Any]]] = {
-    "healthy": (
-        [],
-        {
-            "close_reason": "user_initiated",
-            "silent": False,
-            "turns": 2,
-            "answered": 2,
-            "dead": 0,
-            "errors": 0,
-            "terminal": False,
-        },
-    ),
-    "connection-blip": (
-        [attempt("llm", 0, False, "connection", RPE)],
-        {
-            "close_reason": "user_initiated",
-            "silent": False,
-            "turns": 1,
-            "answered": 1,
-            "dead": 0,
-            "errors": 1,
-            "terminal": False,
-        },
-    ),
+    "healthy": ([], session(2, 2)),
+    "connection-blip": ([attempt("llm", 0, False, "connection", RPE)], session(1, 1, errors=1)),
     "masked-retry": (
         [
             attempt("llm", 0, False, "connection", RPE),
             attempt("llm", 1, False, "server_error", OPENAI_503, first=RPE),
             attempt("llm", 2, True, "server_error", OPENAI_503, first=RPE, masked=True),
         ],
-        {
-            "close_reason": "user_initiated",
-            "silent": False,
-            "turns": 2,
-            "answered": 1,
-            "dead": 1,
-            "errors": 3,
-            "terminal": False,
-        },
+        # the first turn died after 3 attempts; the second was answered
+        session(2, 1, dead=1, errors=3),
     ),
     "rate-limited": (
         [
@@ -154,27 +150,12 @@ EXPECTED: dict[str, tuple[list[tuple[Any, ...]], dict[str, Any]]] = {
             )
             for i in range(2)
         ],
-        {
-            "close_reason": "user_initiated",
-            "silent": False,
-            "turns": 1,
-            "answered": 1,
-            "dead": 0,
-            "errors": 2,
-            "terminal": False,
-        },
+        session(1, 1, errors=2),
     ),
     "credits-exhausted": (
         CREDITS,
-        {
-            "close_reason": "error",
-            "silent": True,
-            "turns": 4,
-            "answered": 0,
-            "dead": 4,
-            "errors": 12,
-            "terminal": True,
-        },
+        # livekit closes the session on its 4th unrecoverable error
+        session(4, 0, dead=4, errors=12, close_reason="error", silent=True, terminal=True),
     ),
     "tts-rate-limited": (
         [
@@ -183,28 +164,12 @@ EXPECTED: dict[str, tuple[list[tuple[Any, ...]], dict[str, Any]]] = {
             )
             for i in range(2)
         ],
-        {
-            "close_reason": "user_initiated",
-            "silent": False,
-            "turns": 1,
-            "answered": 1,
-            "dead": 0,
-            "errors": 2,
-            "terminal": False,
-        },
+        session(1, 1, errors=2),
     ),
-    "silent": (
-        [],
-        {
-            "close_reason": "user_initiated",
-            "silent": True,
-            "turns": 2,
-            "answered": 0,
-            "dead": 2,
-            "errors": 0,
-            "terminal": False,
-        },
-    ),
+    # the LLM starts answering after 4.5 s, past the demo's 2 s silence timeout
+    "stalled": ([], session(1, 1, unanswered=1)),
+    # empty completions: dead turns, no error anywhere
+    "silent": ([], session(2, 0, dead=2, silent=True)),
 }
 
 
@@ -215,6 +180,7 @@ def session_of(attrs: dict[str, Any]) -> dict[str, Any]:
         "turns": attrs[n.S_USER_TURNS],
         "answered": attrs[n.S_ANSWERED_TURNS],
         "dead": attrs[n.S_DEAD_TURNS],
+        "unanswered": attrs[n.S_UNANSWERED_TURNS],
         "errors": attrs[n.S_ERRORS],
         "terminal": attrs[n.S_TERMINAL_ERROR],
     }
@@ -300,7 +266,8 @@ def test_demo_exits_zero_and_prints_the_summary(demo_run: dict[str, Any]) -> Non
     out = demo_run["stdout"]
     for name in EXPECTED:
         assert f"\n{name}: " in out
-    assert "done: 7 sessions" in out
+    assert "done: 8 sessions" in out
+    assert "1 turn: 1 answered, 1 waited past the silence timeout" in out
     assert "SILENT: the user spoke, the agent never did" in out
     assert "quota MaxGatewayCredits (TERMINAL)  <- 4 requests failed here" in out
     assert f"hides the first cause: {RPE}" in out
@@ -434,19 +401,19 @@ def test_metrics_scrape_counts_every_scenario_exactly(demo_run: dict[str, Any]) 
         ): 2,
         key(n.TERMINAL_ERRORS, **llm, error_class="quota_exhausted"): 12,
         key(n.MASKED_FAILURES, component="llm", first_root_cause=RPE, root_cause=OPENAI_503): 1,
-        # LLM requests answered: healthy 2, blip 1, masked 1, rate 1, tts 1, silent 2 (empty
-        # replies are answered requests); failed: masked 1, credits 4
-        key(n.REQUESTS, **llm, outcome="ok"): 8,
+        # LLM requests answered: healthy 2, blip 1, masked 1, rate 1, tts 1, stalled 1,
+        # silent 2 (empty replies are answered requests); failed: masked 1, credits 4
+        key(n.REQUESTS, **llm, outcome="ok"): 9,
         key(n.REQUESTS, **llm, outcome="failed"): 5,
         # one synthesis per answered turn
-        key(n.REQUESTS, **tts, outcome="ok"): 6,
-        key(n.SESSIONS_STARTED): 7,
-        key(n.SESSIONS_CLOSED, reason="user_initiated", agent_spoke="true"): 5,
+        key(n.REQUESTS, **tts, outcome="ok"): 7,
+        key(n.SESSIONS_STARTED): 8,
+        key(n.SESSIONS_CLOSED, reason="user_initiated", agent_spoke="true"): 6,
         key(n.SESSIONS_CLOSED, reason="user_initiated", agent_spoke="false"): 1,
         key(n.SESSIONS_CLOSED, reason="error", agent_spoke="false"): 1,
         key(n.SILENT_SESSIONS, reason="user_initiated"): 1,
         key(n.SILENT_SESSIONS, reason="error"): 1,
-        key(n.USER_TURNS): 13,
+        key(n.USER_TURNS): 14,
         key(n.DEAD_TURNS, cause="error"): 5,
         key(n.DEAD_TURNS, cause="empty"): 2,
     }
@@ -454,10 +421,12 @@ def test_metrics_scrape_counts_every_scenario_exactly(demo_run: dict[str, Any]) 
     assert counters == want_counters
     assert got[key(n.SESSIONS_ACTIVE)] == 0
     assert got[key(n.UNANSWERED_TURNS)] == 0
-    # five sessions spoke; six turns were answered; six sessions closed by the user, one by error
-    assert got[key(n.TIME_TO_FIRST_SPEECH + "_count")] == 5
-    assert got[key(n.RESPONSE_LATENCY + "_count")] == 6
-    assert got[key(n.SESSION_DURATION + "_count", reason="user_initiated")] == 6
+    # six sessions spoke; seven turns were answered; seven sessions closed by the user, one by
+    # error; only the stalled turn's answer took longer than 3 s (its LLM waited 4.5 s)
+    assert got[key(n.TIME_TO_FIRST_SPEECH + "_count")] == 6
+    assert got[key(n.RESPONSE_LATENCY + "_count")] == 7
+    assert got[key(n.RESPONSE_LATENCY + "_bucket", le="3.0")] == 6
+    assert got[key(n.SESSION_DURATION + "_count", reason="user_initiated")] == 7
     assert got[key(n.SESSION_DURATION + "_count", reason="error")] == 1
 
 

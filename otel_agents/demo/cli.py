@@ -218,7 +218,7 @@ async def _main(options: Options, out: TextIO) -> int:
 
     from .._sidecar import start_metrics_server
     from .gateway import FakeGateway
-    from .scenarios import run_scenario
+    from .scenarios import SILENCE_TIMEOUT, run_scenario
     from .summary import SpanCollector, format_report, metric_totals
 
     # bind first: a taken port must fail before the previous run's trace file is truncated
@@ -257,6 +257,8 @@ async def _main(options: Options, out: TextIO) -> int:
         service_name=SERVICE_NAME,
         otlp_endpoint=options.otlp_endpoint,
         tracer_provider=provider,
+        # short, so the stalled scenario's caller counts as unanswered within seconds
+        silence_timeout=None if os.environ.get(_config.ENV_SILENCE_TIMEOUT) else SILENCE_TIMEOUT,
     )
     tracer = provider.get_tracer("otel_agents.demo")
     stopping = asyncio.Event()

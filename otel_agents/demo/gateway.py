@@ -167,16 +167,20 @@ class Fault:
     status: int = 200
     body: Mapping[str, Any] | None = None
     headers: Mapping[str, str] = field(default_factory=dict)
+    delay: float = 0.0
 
 
-def ok(text: str = DEFAULT_TEXT) -> Fault:
+def ok(text: str = DEFAULT_TEXT, *, delay: float = 0.0) -> Fault:
     """A healthy answer.
 
     LLM: ``text`` streamed word by word as SSE chunks, then a ``stop`` chunk, a usage chunk and
-    ``[DONE]``. STT: ``text`` is the final transcript of that connection. TTS: a normal
-    synthesis (``text`` is ignored).
+    ``[DONE]``; ``delay`` seconds pass before the response starts (a slow upstream model).
+    STT: ``text`` is the final transcript of that connection. TTS: a normal synthesis (``text``
+    and ``delay`` are ignored).
     """
-    return Fault("ok", text=text)
+    if not 0.0 <= delay <= 60.0:
+        raise ValueError(f"ok delay must be 0-60 seconds, got {delay}")
+    return Fault("ok", text=text, delay=delay)
 
 
 def empty() -> Fault:
@@ -517,6 +521,8 @@ class FakeGateway:
         text = "" if fault is not None and fault.kind == "empty" else self._reply
         if fault is not None and fault.kind == "ok":
             text = fault.text
+            if fault.delay:
+                await asyncio.sleep(fault.delay)
         model = payload.get("model")
         model = model if isinstance(model, str) else "fake"
         completion_id = self._next_id("chatcmpl")

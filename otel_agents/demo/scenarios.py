@@ -30,6 +30,7 @@ from .gateway import (
     disconnect,
     empty,
     http_error,
+    ok,
     openai_error_body,
     quota_body,
     ws_error,
@@ -46,6 +47,10 @@ API_SECRET: Final = "demo-secret-demo-secret-demo-0123"
 LLM_RETRY: Final = APIConnectOptions(max_retry=2, retry_interval=0.1, timeout=5.0)
 TTS_RETRY: Final = APIConnectOptions(max_retry=2, retry_interval=0.1, timeout=5.0)
 TURN_TIMEOUT: Final = 15.0
+#: the demo's silence timeout: a user turn unanswered this long counts as unanswered, live
+SILENCE_TIMEOUT: Final = 2.0
+#: how long the "stalled" scenario's LLM takes to start answering (under the LLM timeout)
+STALL_SECONDS: Final = 4.5
 
 RPM_BODY: Final = quota_body(
     "llm", "MaxConcurrentGatewayLLMRpm", hint="Reduce request rate or upgrade your plan."
@@ -106,6 +111,12 @@ SCENARIOS: Final[tuple[Scenario, ...]] = (
         "the TTS websocket reports its rate limit twice, then speaks",
         turns=("Read me my balance.",),
         tts=(ws_error(TTS_RATE_BODY), ws_error(TTS_RATE_BODY)),
+    ),
+    Scenario(
+        "stalled",
+        f"the LLM takes {STALL_SECONDS:g} s to start answering: the caller waits, unanswered",
+        turns=("Are you still there?",),
+        llm=(ok("Sorry for the wait, I'm here.", delay=STALL_SECONDS),),
     ),
     Scenario(
         "silent",

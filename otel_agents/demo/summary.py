@@ -125,6 +125,9 @@ def _session_line(s: Mapping[str, Any]) -> str:
     counts = f"{turns} turn{'s' if turns != 1 else ''}: {answered} answered"
     if dead:
         counts += f", {dead} dead"
+    unanswered = int(s.get(n.S_UNANSWERED_TURNS, 0))
+    if unanswered:
+        counts += f", {unanswered} waited past the silence timeout"
     parts.append(counts)
     if s.get(n.S_TERMINAL_ERROR):
         parts.append("terminal error")
