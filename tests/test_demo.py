@@ -36,6 +36,7 @@ PROVIDER = "livekit"  # the inference plugins' provider name
 RPE = "httpcore2.RemoteProtocolError"  # a dropped connection, seen through openai on httpx2
 OPENAI_503 = "openai.InternalServerError"
 OPENAI_429 = "openai.RateLimitError"
+OPENAI_401 = "openai.AuthenticationError"
 TTS_WS_ERROR = "livekit.agents.APIError"
 
 Labels = tuple[tuple[str, str], ...]
@@ -157,6 +158,11 @@ EXPECTED: dict[str, tuple[list[tuple[Any, ...]], dict[str, Any]]] = {
         # livekit closes the session on its 4th unrecoverable error
         session(4, 0, dead=4, errors=12, close_reason="error", silent=True, terminal=True),
     ),
+    # a 401 is not retried: one final, terminal attempt; the turn dies, the caller hears nothing
+    "bad-key": (
+        [attempt("llm", 0, True, "auth", OPENAI_401, terminal=True)],
+        session(1, 0, dead=1, errors=1, silent=True, terminal=True),
+    ),
     "tts-rate-limited": (
         [
             attempt(
@@ -266,7 +272,7 @@ def test_demo_exits_zero_and_prints_the_summary(demo_run: dict[str, Any]) -> Non
     out = demo_run["stdout"]
     for name in EXPECTED:
         assert f"\n{name}: " in out
-    assert "done: 8 sessions" in out
+    assert "done: 9 sessions" in out
     assert "1 turn: 1 answered, 1 waited past the silence timeout" in out
     assert "SILENT: the user spoke, the agent never did" in out
     assert "quota MaxGatewayCredits (TERMINAL)  <- 4 requests failed here" in out
@@ -333,100 +339,67 @@ def test_metrics_scrape_counts_every_scenario_exactly(demo_run: dict[str, Any]) 
     got = scrape_samples(demo_run["scrape"])
     llm = {"component": "llm", "provider": PROVIDER}
     tts = {"component": "tts", "provider": PROVIDER}
+
+    def failures(what: dict[str, str], error_class: str, root: str, final: bool) -> Any:
+        return key(
+            n.ATTEMPT_FAILURES,
+            **what,
+            error_class=error_class,
+            root_cause=root,
+            final="true" if final else "false",
+        )
+
+    def quota(component: str, category: str, terminal: bool) -> Any:
+        return key(
+            n.QUOTA_ERRORS,
+            component=component,
+            quota_type=component,
+            quota_category=category,
+            terminal="true" if terminal else "false",
+        )
+
     want_counters = {
         # connection-blip 1 + masked-retry's first attempt 1
-        key(n.ATTEMPT_FAILURES, **llm, error_class="connection", root_cause=RPE, final="false"): 2,
-        key(
-            n.ATTEMPT_FAILURES,
-            **llm,
-            error_class="server_error",
-            root_cause=OPENAI_503,
-            final="false",
-        ): 1,
-        key(
-            n.ATTEMPT_FAILURES,
-            **llm,
-            error_class="server_error",
-            root_cause=OPENAI_503,
-            final="true",
-        ): 1,
-        key(
-            n.ATTEMPT_FAILURES,
-            **llm,
-            error_class="rate_limited",
-            root_cause=OPENAI_429,
-            final="false",
-        ): 2,
-        key(
-            n.ATTEMPT_FAILURES,
-            **llm,
-            error_class="quota_exhausted",
-            root_cause=OPENAI_429,
-            final="false",
-        ): 8,
-        key(
-            n.ATTEMPT_FAILURES,
-            **llm,
-            error_class="quota_exhausted",
-            root_cause=OPENAI_429,
-            final="true",
-        ): 4,
-        key(
-            n.ATTEMPT_FAILURES,
-            **tts,
-            error_class="rate_limited",
-            root_cause=TTS_WS_ERROR,
-            final="false",
-        ): 2,
-        key(
-            n.QUOTA_ERRORS,
-            component="llm",
-            quota_type="llm",
-            quota_category="MaxConcurrentGatewayLLMRpm",
-            terminal="false",
-        ): 2,
-        key(
-            n.QUOTA_ERRORS,
-            component="llm",
-            quota_type="llm",
-            quota_category="MaxGatewayCredits",
-            terminal="true",
-        ): 12,
-        key(
-            n.QUOTA_ERRORS,
-            component="tts",
-            quota_type="tts",
-            quota_category="MaxConcurrentGatewayTTS",
-            terminal="false",
-        ): 2,
+        failures(llm, "connection", RPE, False): 2,
+        failures(llm, "server_error", OPENAI_503, False): 1,
+        failures(llm, "server_error", OPENAI_503, True): 1,
+        failures(llm, "rate_limited", OPENAI_429, False): 2,
+        failures(llm, "quota_exhausted", OPENAI_429, False): 8,
+        failures(llm, "quota_exhausted", OPENAI_429, True): 4,
+        failures(llm, "auth", OPENAI_401, True): 1,
+        failures(tts, "rate_limited", TTS_WS_ERROR, False): 2,
+        quota("llm", "MaxConcurrentGatewayLLMRpm", False): 2,
+        quota("llm", "MaxGatewayCredits", True): 12,
+        quota("tts", "MaxConcurrentGatewayTTS", False): 2,
         key(n.TERMINAL_ERRORS, **llm, error_class="quota_exhausted"): 12,
+        key(n.TERMINAL_ERRORS, **llm, error_class="auth"): 1,
         key(n.MASKED_FAILURES, component="llm", first_root_cause=RPE, root_cause=OPENAI_503): 1,
         # LLM requests answered: healthy 2, blip 1, masked 1, rate 1, tts 1, stalled 1,
-        # silent 2 (empty replies are answered requests); failed: masked 1, credits 4
+        # silent 2 (empty replies are answered requests); failed: masked 1, credits 4, bad-key 1
         key(n.REQUESTS, **llm, outcome="ok"): 9,
-        key(n.REQUESTS, **llm, outcome="failed"): 5,
+        key(n.REQUESTS, **llm, outcome="failed"): 6,
         # one synthesis per answered turn
         key(n.REQUESTS, **tts, outcome="ok"): 7,
-        key(n.SESSIONS_STARTED): 8,
+        key(n.SESSIONS_STARTED): 9,
         key(n.SESSIONS_CLOSED, reason="user_initiated", agent_spoke="true"): 6,
-        key(n.SESSIONS_CLOSED, reason="user_initiated", agent_spoke="false"): 1,
+        key(n.SESSIONS_CLOSED, reason="user_initiated", agent_spoke="false"): 2,
         key(n.SESSIONS_CLOSED, reason="error", agent_spoke="false"): 1,
-        key(n.SILENT_SESSIONS, reason="user_initiated"): 1,
+        key(n.SILENT_SESSIONS, reason="user_initiated"): 2,
         key(n.SILENT_SESSIONS, reason="error"): 1,
-        key(n.USER_TURNS): 14,
-        key(n.DEAD_TURNS, cause="error"): 5,
+        key(n.USER_TURNS): 15,
+        key(n.DEAD_TURNS, cause="error"): 6,
         key(n.DEAD_TURNS, cause="empty"): 2,
     }
     counters = {k: v for k, v in got.items() if k[0].endswith("_total") and v}
     assert counters == want_counters
     assert got[key(n.SESSIONS_ACTIVE)] == 0
     assert got[key(n.UNANSWERED_TURNS)] == 0
-    # six sessions spoke; seven turns were answered; seven sessions closed by the user, one by
+    # six sessions spoke; seven turns were answered; eight sessions closed by the user, one by
     # error; only the stalled turn's answer took longer than 3 s (its LLM waited 4.5 s)
     assert got[key(n.TIME_TO_FIRST_SPEECH + "_count")] == 6
     assert got[key(n.RESPONSE_LATENCY + "_count")] == 7
     assert got[key(n.RESPONSE_LATENCY + "_bucket", le="3.0")] == 6
-    assert got[key(n.SESSION_DURATION + "_count", reason="user_initiated")] == 7
+    assert got[key(n.SESSION_DURATION + "_count", reason="user_initiated")] == 8
     assert got[key(n.SESSION_DURATION + "_count", reason="error")] == 1
 
 

@@ -59,6 +59,9 @@ TTS_RATE_BODY: Final = quota_body(
     "tts", "MaxConcurrentGatewayTTS", hint="Reduce concurrent TTS requests or upgrade your plan."
 )
 OVERLOADED_BODY: Final = openai_error_body("upstream model overloaded", type="server_error")
+REVOKED_KEY_BODY: Final = openai_error_body(
+    "Incorrect API key provided.", type="invalid_request_error", code="invalid_api_key"
+)
 
 
 @dataclass(frozen=True)
@@ -105,6 +108,12 @@ SCENARIOS: Final[tuple[Scenario, ...]] = (
         turns=("Hello?", "Hello, anyone there?", "Can you hear me?", "Hello??"),
         llm=tuple(http_error(429, QUOTA_CREDITS_BODY) for _ in range(3 * 4)),
         closes_itself=True,
+    ),
+    Scenario(
+        "bad-key",
+        "the project's API key was revoked: a 401 that no retry can fix",
+        turns=("Hello?",),
+        llm=(http_error(401, REVOKED_KEY_BODY),),
     ),
     Scenario(
         "tts-rate-limited",
