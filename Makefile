@@ -6,7 +6,7 @@ BIN    := $(VENV)/bin
 BASE   := $(VENV)/.installed-base
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck bench clean
+.PHONY: demo test lint typecheck bench dashboards clean
 
 $(BASE): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -23,8 +23,8 @@ demo: $(BASE)
 	$(BIN)/otel-agents demo $(DEMO_ARGS)
 
 lint: $(STAMP)
-	$(BIN)/ruff check otel_agents tests bench
-	$(BIN)/ruff format --check otel_agents tests bench
+	$(BIN)/ruff check otel_agents tests bench dashboards
+	$(BIN)/ruff format --check otel_agents tests bench dashboards
 
 typecheck: $(STAMP)
 	$(BIN)/mypy
@@ -34,6 +34,11 @@ test: lint typecheck
 
 bench: $(STAMP)
 	$(BIN)/python -m bench
+
+# regenerate the committed alert rules and dashboards (tests fail when they are stale)
+dashboards: $(STAMP)
+	$(BIN)/python -m dashboards.alerts
+	$(BIN)/python -m dashboards.dashboards
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info

@@ -1,0 +1,1 @@
+"""The monitoring mixin: alert rules, dashboards and the runbook, generated from Python."""
