@@ -1,0 +1,538 @@
+"""The Grafana dashboards (``dashboards/dashboards.py``): committed JSON up to date, the Grafana
+dashboard-linter rules that matter re-implemented, every query naming only metrics that exist
+and parsing with the real ``promtool``, and the trace links well formed.
+
+Whether every query returns data from a real Prometheus scraping the demo is the end-to-end
+test's job; it uses ``queries``, ``substitute_variables`` and ``EMPTY_WHEN_HEALTHY`` from here.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, unquote, urlsplit
+
+import pytest
+from grafana_foundation_sdk.cog.encoder import JSONEncoder
+from grafana_foundation_sdk.models import dashboard as dm
+from prometheus_bin import promtool
+
+from dashboards import catalogue
+from dashboards import dashboards as d
+from otel_agents import _names as n
+
+# Grafana's own units these dashboards may use (seconds, counts, ratios 0..1, per-second rates)
+UNITS = frozenset({"s", "short", "percentunit", "ops", "reqps"})
+COUNTER_SUFFIXES = ("_total", "_bucket", "_sum", "_count")
+GLOBAL_LINK_VARIABLES = frozenset({"__from", "__to", "__org", "tempo"})
+
+DASHBOARDS = {name: d.load(name) for name in d.DASHBOARDS}
+
+
+def all_panels() -> list[tuple[str, dict[str, Any]]]:
+    return [(name, panel) for name, board in DASHBOARDS.items() for panel in d.panels(board)]
+
+
+def prometheus_targets() -> list[tuple[str, dict[str, Any], dict[str, Any]]]:
+    """``(dashboard file, panel, target)`` of every Prometheus target."""
+    return [
+        (name, panel, target)
+        for name, panel in all_panels()
+        for target in panel.get("targets", [])
+        if (target.get("datasource") or {}).get("type") == "prometheus"
+    ]
+
+
+def exprs() -> list[tuple[str, str]]:
+    return [(panel["title"], target["expr"]) for _, panel, target in prometheus_targets()]
+
+
+def blank_strings(expr: str) -> str:
+    """``expr`` with the contents of its string literals blanked (same length), so that
+    parentheses and braces inside label values do not confuse the scans below."""
+    return re.sub(r'"[^"]*"', lambda m: '"' + "_" * (len(m.group()) - 2) + '"', expr)
+
+
+def enclosing_function(expr: str, pos: int) -> str | None:
+    """The name of the function call whose parentheses enclose ``expr[pos]``."""
+    text = blank_strings(expr)
+    depth = 0
+    for i in range(pos - 1, -1, -1):
+        if text[i] == ")":
+            depth += 1
+        elif text[i] == "(":
+            if depth == 0:
+                match = re.search(r"([A-Za-z_][A-Za-z0-9_]*)\s*$", text[:i])
+                return match.group(1) if match else None
+            depth -= 1
+    return None
+
+
+def selectors(expr: str) -> list[tuple[str, str, int]]:
+    """``(metric name, matchers text, position)`` of every vector selector naming a metric."""
+    text = blank_strings(expr)
+    found = []
+    for match in re.finditer(r"\b([A-Za-z_:][A-Za-z0-9_:]*)\s*(\{[^}]*\})?", text):
+        name = match.group(1)
+        after = text[match.end() :].lstrip()
+        if after.startswith("(") or name in {"by", "without", "ignoring", "on", "group_left"}:
+            continue  # a function call or a modifier, not a metric
+        if name in {"and", "or", "unless", "bool", "offset"} or name.startswith("__"):
+            continue
+        if not match.group(2) and not name.startswith(n.PREFIX) and name not in {"ALERTS"}:
+            continue  # a label name inside by (...) and the like
+        start, end = match.span(2) if match.group(2) else (match.end(), match.end())
+        found.append((name, expr[start:end], match.start()))
+    return found
+
+
+def by_labels(expr: str) -> set[str]:
+    labels: set[str] = set()
+    for group in re.findall(r"\bby\s*\(([^)]*)\)", blank_strings(expr)):
+        labels.update(label.strip() for label in group.split(",") if label.strip())
+    return labels - {"le"}
+
+
+# --- generated and committed --------------------------------------------------------------------
+
+
+def test_committed_json_is_current() -> None:
+    for path, text in d.generated().items():
+        assert path.is_file(), f"{path.name} is missing: run python -m dashboards.dashboards"
+        assert path.read_text(encoding="utf-8") == text, (
+            f"{path.name} is stale: run python -m dashboards.dashboards"
+        )
+
+
+def test_generation_is_deterministic_and_formatted() -> None:
+    first, second = d.generated(), d.generated()
+    assert first == second
+    for path, text in first.items():
+        assert text.endswith("}\n")
+        assert not text.endswith("\n\n")
+        assert text == json.dumps(json.loads(text), indent=2, sort_keys=True) + "\n", path.name
+
+
+def test_main_writes_the_files(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(d, "HERE", tmp_path)
+    assert d.main([]) == 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(d.DASHBOARDS)
+
+
+# --- DESIGN section 8: uids, titles, variables ---------------------------------------------------
+
+
+def test_titles_uids_tags_time() -> None:
+    assert {board["uid"]: board["title"] for board in DASHBOARDS.values()} == {
+        "livekit-agents-overview": "LiveKit Agents / Overview",
+        "livekit-agents-errors": "LiveKit Agents / Errors and quota",
+    }
+    assert DASHBOARDS["overview.json"]["uid"] == "livekit-agents-overview"
+    assert DASHBOARDS["errors.json"]["uid"] == "livekit-agents-errors"
+    for name, board in DASHBOARDS.items():
+        assert re.fullmatch(r"[a-z0-9-]{1,40}", board["uid"]), name
+        assert {"livekit-agents", "otel-agents"} <= set(board["tags"]), name
+        assert board["time"] == {"from": "now-1h", "to": "now"}, name
+        assert board["refresh"] == "30s", name
+        assert board.get("description"), name
+
+
+def test_panel_ids_unique_and_layout_fits() -> None:
+    for name, board in DASHBOARDS.items():
+        ids = [panel["id"] for panel in board["panels"]]
+        ids += [p["id"] for panel in board["panels"] for p in panel.get("panels", [])]
+        assert len(ids) == len(set(ids)), name
+        assert 0 not in ids, name
+        cells: set[tuple[int, int]] = set()
+        for panel in board["panels"]:
+            pos = panel["gridPos"]
+            assert pos["x"] + pos["w"] <= 24, (name, panel["title"])
+            mine = {
+                (x, y)
+                for x in range(pos["x"], pos["x"] + pos["w"])
+                for y in range(pos["y"], pos["y"] + pos["h"])
+            }
+            assert not mine & cells, f"{name}: {panel['title']} overlaps another panel"
+            cells |= mine
+
+
+def test_titles_unique() -> None:
+    titles = [panel["title"] for _, panel in all_panels()]
+    assert len(titles) == len(set(titles)), "panel titles are the e2e test's keys: keep unique"
+    for name, board in DASHBOARDS.items():
+        rows = [p["title"] for p in board["panels"] if p["type"] == "row"]
+        assert len(rows) == len(set(rows)), name
+        assert not set(rows) & set(titles), f"{name}: a row and a panel share a title"
+
+
+def variables(board: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {v["name"]: v for v in board["templating"]["list"]}
+
+
+def test_datasource_variable_used_by_every_panel_and_target() -> None:
+    for name, board in DASHBOARDS.items():
+        ds = variables(board)["datasource"]
+        assert (ds["type"], ds["query"]) == ("datasource", "prometheus"), name
+        uses_tempo = False
+        for panel in d.panels(board):
+            ref = panel.get("datasource")
+            assert ref, f"{name}: {panel['title']} has no datasource"
+            assert ref in (
+                {"type": "prometheus", "uid": "${datasource}"},
+                {"type": "tempo", "uid": "${tempo}"},
+            ), (name, panel["title"], ref)
+            uses_tempo |= ref["type"] == "tempo"
+            assert panel["targets"], (name, panel["title"])
+            for target in panel["targets"]:
+                assert target.get("datasource") == ref, (name, panel["title"], target)
+        if uses_tempo:
+            tempo = variables(board)["tempo"]
+            assert (tempo["type"], tempo["query"]) == ("datasource", "tempo"), name
+
+
+def test_no_hard_coded_datasource_uid() -> None:
+    def walk(node: Any, where: str) -> None:
+        if isinstance(node, dict):
+            ref = node.get("datasource")
+            if isinstance(ref, dict) and "uid" in ref:
+                assert re.fullmatch(r"\$\{\w+\}", ref["uid"]), f"{where}: {ref}"
+            elif ref is not None:
+                assert str(ref).startswith("${"), f"{where}: {ref}"
+            for value in node.values():
+                walk(value, where)
+        elif isinstance(node, list):
+            for value in node:
+                walk(value, where)
+
+    for name, board in DASHBOARDS.items():
+        walk(board["panels"], name)
+        walk(board["templating"], name)
+
+
+def test_job_and_instance_variables() -> None:
+    queries = {
+        "job": f"label_values({n.SESSIONS_STARTED}, job)",
+        "instance": f'label_values({n.SESSIONS_STARTED}{{job=~"$job"}}, instance)',
+    }
+    for name, board in DASHBOARDS.items():
+        found = variables(board)
+        for var, query in queries.items():
+            v = found[var]
+            assert v["type"] == "query", (name, var)
+            assert v["query"] == query, (name, var)
+            assert v["datasource"] == {"type": "prometheus", "uid": "${datasource}"}, (name, var)
+            assert (v["multi"], v["includeAll"]) == (True, True), (name, var)
+            assert v["refresh"] in (1, 2), (name, var)
+
+
+# --- PromQL rules --------------------------------------------------------------------------------
+
+
+def test_queries_returns_every_prometheus_target() -> None:
+    for name, board in DASHBOARDS.items():
+        listed = d.queries(board)
+        targets = [
+            (panel["title"], target["expr"])
+            for dn, panel, target in prometheus_targets()
+            if dn == name
+        ]
+        assert listed, name
+        assert listed == targets, name
+    # the Tempo panel is not a Prometheus query
+    assert all("otel_agents.attempt_failed" not in expr for _, expr in exprs())
+
+
+def test_every_query_filters_on_job_and_instance() -> None:
+    for title, expr in exprs():
+        found = selectors(expr)
+        assert found, (title, expr)
+        for metric, matchers, _ in found:
+            if metric in catalogue.PROMETHEUS_SERIES:
+                continue  # ALERTS: alerts carry their rule's labels, not the target's
+            assert 'job=~"$job"' in matchers, (title, metric, expr)
+            assert 'instance=~"$instance"' in matchers, (title, metric, expr)
+
+
+def test_every_metric_exists() -> None:
+    exported = catalogue.exported_series()
+    for title, expr in exprs():
+        assert catalogue.metrics_in(expr) <= exported, (title, catalogue.metrics_in(expr))
+        for metric, _, _ in selectors(expr):
+            assert metric in exported or metric in catalogue.PROMETHEUS_SERIES, (title, metric)
+
+
+def test_range_functions_use_grafana_intervals() -> None:
+    instant = {
+        (panel["title"], target["expr"]): bool(target.get("instant"))
+        for _, panel, target in prometheus_targets()
+    }
+    for (title, expr), is_instant in instant.items():
+        text = blank_strings(expr)
+        windows = re.findall(r"\[([^\]]*)\]", text)
+        calls = re.findall(r"\b(rate|irate|increase)\s*\(\s*[^\[]*\[([^\]]*)\]", text)
+        assert len(calls) == len(windows), f"{title}: a range outside rate/increase: {expr}"
+        for function, window in calls:
+            assert function != "irate", f"{title}: use rate, not irate"
+            if window == "$__range":
+                assert (function, is_instant) == ("increase", True), (
+                    f"{title}: $__range only for totals: increase() in an instant query"
+                )
+            else:
+                assert window == "$__rate_interval", (title, window)
+
+
+def test_counters_only_inside_rate_or_increase() -> None:
+    for title, expr in exprs():
+        for metric, _, pos in selectors(expr):
+            if metric.endswith(COUNTER_SUFFIXES):
+                assert enclosing_function(expr, pos) in ("rate", "increase"), (title, metric)
+            else:  # a gauge, used raw
+                assert metric in {n.SESSIONS_ACTIVE, n.UNANSWERED_TURNS, "ALERTS"}, metric
+
+
+def test_histograms_through_histogram_quantile() -> None:
+    for title, expr in exprs():
+        if "_bucket{" in expr:
+            assert expr.startswith("histogram_quantile("), title
+            assert "sum by (le) (rate(" in expr, title
+
+
+def test_legends_name_their_labels() -> None:
+    for _, panel, target in prometheus_targets():
+        if target.get("format") == "table":
+            continue  # tables show label columns, not legends
+        legend = target.get("legendFormat", "")
+        assert legend, panel["title"]
+        placeholders = set(re.findall(r"\{\{\s*(\w+)\s*\}\}", legend))
+        assert placeholders == by_labels(target["expr"]), (panel["title"], legend)
+
+
+def test_promtool_parses_every_query(tmp_path: Path) -> None:
+    rules = [
+        {"record": f"dashboard:query_{i}:check", "expr": d.substitute_variables(expr)}
+        for i, (_, expr) in enumerate(exprs())
+    ]
+    path = tmp_path / "dashboard-queries.yml"
+    # JSON is YAML: no YAML library needed
+    path.write_text(json.dumps({"groups": [{"name": "dashboards", "rules": rules}]}))
+    proc = subprocess.run(
+        [str(promtool()), "check", "rules", str(path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert f"{len(rules)} rules found" in proc.stdout
+
+
+# --- what the e2e test uses ----------------------------------------------------------------------
+
+
+def test_substitute_variables() -> None:
+    expr = 'sum(rate(x{job=~"$job", instance=~"${instance}"}[$__rate_interval])) [$__range]'
+    assert d.substitute_variables(expr) == 'sum(rate(x{job=~".*", instance=~".*"}[1m])) [5m]'
+    assert d.substitute_variables("$__interval") == "15s"
+    with pytest.raises(KeyError, match=r"\$unknown"):
+        d.substitute_variables("up{a=~'$unknown'}")
+    for title, expr in exprs():
+        assert "$" not in d.substitute_variables(expr), title
+
+
+def test_empty_when_healthy() -> None:
+    titles = {panel["title"]: panel for _, panel in all_panels()}
+    assert set(titles) >= d.EMPTY_WHEN_HEALTHY
+    for title, panel in titles.items():
+        says_so = "Empty when healthy" in panel["description"]
+        assert says_so == (title in d.EMPTY_WHEN_HEALTHY), title
+
+
+# --- panels ------------------------------------------------------------------------------------
+
+
+def test_every_panel_has_title_description_unit() -> None:
+    for name, panel in all_panels():
+        assert panel.get("title"), (name, panel)
+        description = panel.get("description", "")
+        assert len(description) >= 40, (name, panel["title"])
+        assert description.endswith("."), (name, panel["title"])
+        unit = panel.get("fieldConfig", {}).get("defaults", {}).get("unit")
+        assert unit in UNITS, (name, panel["title"], unit)
+
+
+def test_units_match_the_queries() -> None:
+    for _, panel, target in prometheus_targets():
+        unit = panel["fieldConfig"]["defaults"]["unit"]
+        expr = target["expr"]
+        if expr.startswith("histogram_quantile("):
+            assert unit == "s", panel["title"]
+        elif " / " in expr:
+            assert unit == "percentunit", panel["title"]
+        elif "(rate(" in expr:
+            assert unit in ("ops", "reqps"), panel["title"]
+        else:
+            assert unit == "short", panel["title"]
+
+
+def test_overview_covers_the_session_metrics() -> None:
+    used = set().union(
+        *(catalogue.metrics_in(e) for _, e in d.queries(DASHBOARDS["overview.json"]))
+    )
+    for metric in (
+        n.SESSIONS_ACTIVE,
+        n.SESSIONS_STARTED,
+        n.SESSIONS_CLOSED,
+        n.SILENT_SESSIONS,
+        n.USER_TURNS,
+        n.DEAD_TURNS,
+        n.UNANSWERED_TURNS,
+    ):
+        assert metric in used, metric
+    for histogram in (n.TIME_TO_FIRST_SPEECH, n.RESPONSE_LATENCY, n.SESSION_DURATION):
+        assert histogram + "_bucket" in used, histogram
+    alerts = [e for _, e in d.queries(DASHBOARDS["overview.json"]) if e.startswith("ALERTS")]
+    assert alerts == ['ALERTS{alertname=~"LiveKitAgents.*", alertstate="firing"}']
+
+
+def test_errors_dashboard_covers_the_error_metrics() -> None:
+    used = set().union(*(catalogue.metrics_in(e) for _, e in d.queries(DASHBOARDS["errors.json"])))
+    for metric in (
+        n.ATTEMPT_FAILURES,
+        n.QUOTA_ERRORS,
+        n.TERMINAL_ERRORS,
+        n.MASKED_FAILURES,
+        n.REQUESTS,
+        n.UNHANDLED_TASK_ERRORS,
+        n.INTERNAL_ERRORS,
+    ):
+        assert metric in used, metric
+
+
+# --- trace links -----------------------------------------------------------------------------
+
+
+def decode_explore(url: str) -> tuple[dict[str, Any], set[str]]:
+    """The Explore panes of a link, with its ``${...}`` placeholders replaced by their names."""
+    placeholders = set(re.findall(r"\$\{([^}]+)\}", url))
+    filled = re.sub(r"\$\{([^}]+)\}", lambda m: f"<{m.group(1)}>", url)
+    parts = urlsplit(filled)
+    assert parts.path == "/explore", url
+    params = parse_qs(parts.query)
+    assert params["schemaVersion"] == ["1"], url
+    panes = json.loads(unquote(params["panes"][0]))
+    return panes, placeholders
+
+
+ATTRIBUTES = {getattr(n, a) for a in dir(n) if a.startswith("A_")}
+
+
+def check_traceql(query: str) -> None:
+    assert query.startswith(f'{{name="{n.SPAN_ATTEMPT_FAILED}"'), query
+    for attribute in re.findall(r"\bspan\.([\w.]+)", query):
+        assert attribute in ATTRIBUTES, (attribute, query)
+
+
+def test_error_panels_link_to_their_traces() -> None:
+    board = DASHBOARDS["errors.json"]
+    assert "tempo" in variables(board)
+    linked = 0
+    for panel in d.panels(board):
+        exprs_ = [t.get("expr", "") for t in panel["targets"]]
+        shows_attempts = any(
+            m in e
+            for e in exprs_
+            for m in (
+                n.ATTEMPT_FAILURES,
+                n.QUOTA_ERRORS,
+                n.TERMINAL_ERRORS,
+                n.MASKED_FAILURES,
+                f'{n.REQUESTS}{{job=~"$job", instance=~"$instance", outcome="failed"}}',
+            )
+        )
+        links = panel["fieldConfig"]["defaults"].get("links", [])
+        if panel["type"] == "stat":
+            continue  # totals: the panels below them carry the links
+        if shows_attempts:
+            assert links, f"{panel['title']} shows failed attempts but links to no trace"
+        labels = set().union(*(by_labels(e) for e in exprs_))
+        for link in links:
+            linked += 1
+            panes, placeholders = decode_explore(link["url"])
+            (pane,) = panes.values()
+            assert pane["datasource"] == "<tempo>", panel["title"]
+            (query,) = pane["queries"]
+            assert query["datasource"] == {"type": "tempo", "uid": "<tempo>"}
+            assert query["queryType"] == "traceql"
+            check_traceql(query["query"])
+            fields = {
+                p.rsplit(".", 1)[1]
+                for p in placeholders
+                if p.startswith(("__field.labels.", "__data.fields."))
+            }
+            assert fields == labels, (panel["title"], fields, labels)
+            assert placeholders - {f for f in placeholders if "." in f} <= GLOBAL_LINK_VARIABLES
+    assert linked >= 8
+
+
+def test_tempo_panel_lists_failed_attempt_spans() -> None:
+    board = DASHBOARDS["errors.json"]
+    tempo_panels = [p for p in d.panels(board) if p["datasource"]["type"] == "tempo"]
+    assert len(tempo_panels) == 1
+    (target,) = tempo_panels[0]["targets"]
+    assert target["queryType"] == "traceql"
+    assert target["query"].startswith(f'{{name="{n.SPAN_ATTEMPT_FAILED}"}}')
+    selected = re.search(r"\| select\(([^)]*)\)", target["query"])
+    assert selected, target["query"]
+    for attribute in selected.group(1).split(","):
+        assert attribute.strip().removeprefix("span.") in ATTRIBUTES, attribute
+    (link,) = tempo_panels[0]["links"]
+    panes, _ = decode_explore(link["url"])
+    (pane,) = panes.values()
+    assert pane["queries"][0]["query"] == f'{{name="{n.SPAN_ATTEMPT_FAILED}"}}'
+
+
+def contained(small: Any, big: Any, where: str = "") -> None:
+    """Every key and value of ``small`` is in ``big`` (``big`` may add defaults)."""
+    if isinstance(small, dict):
+        assert isinstance(big, dict), where
+        for key, value in small.items():
+            assert key in big, f"{where}.{key} lost"
+            contained(value, big[key], f"{where}.{key}")
+    elif isinstance(small, list):
+        assert isinstance(big, list), where
+        assert len(small) == len(big), where
+        for i, (a, b) in enumerate(zip(small, big, strict=True)):
+            contained(a, b, f"{where}[{i}]")
+    else:
+        assert small == big, where
+
+
+def test_json_is_a_valid_sdk_dashboard() -> None:
+    """The committed JSON parses as the SDK's Grafana dashboard model and loses nothing."""
+    for name, board in DASHBOARDS.items():
+        parsed = dm.Dashboard.from_json(board)
+        contained(board, json.loads(json.dumps(parsed, cls=JSONEncoder)), name)
+
+
+def test_stat_thresholds_match_the_alerts() -> None:
+    """The stat colours turn at the alerts' default thresholds (``dashboards/alerts.py``)."""
+    from dashboards.alerts import Config
+
+    config = Config()
+    assert config.silent_warning_ratio == d.SILENT_WARNING
+    assert config.silent_critical_ratio == d.SILENT_CRITICAL
+    assert config.dead_ratio == d.DEAD_WARNING
+    assert config.unanswered_turns_threshold == 0  # "Orange from 1": any unanswered turn
+    steps = {
+        panel["title"]: [
+            s["value"] for s in panel["fieldConfig"]["defaults"]["thresholds"]["steps"]
+        ]
+        for _, panel in all_panels()
+        if panel["type"] == "stat"
+    }
+    assert steps["Silent session share"] == [None, d.SILENT_WARNING, d.SILENT_CRITICAL]
+    assert steps["Dead turn share"] == [None, d.DEAD_WARNING]
+    assert steps["Unanswered turns now"] == [None, 1.0]
