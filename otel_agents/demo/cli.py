@@ -345,6 +345,13 @@ async def _main(options: Options, out: TextIO) -> int:
                     ]
                     if options.otlp_endpoint:
                         where.append(("otlp", options.otlp_endpoint))
+                    where.append(
+                        (
+                            "dashboards",
+                            "docker compose up, then http://localhost:3000: 'LiveKit Agents / "
+                            "Overview' and 'LiveKit Agents / Errors and quota'",
+                        )
+                    )
                     if options.serve:
                         where.append(("serving", "until Ctrl-C or SIGTERM"))
                     out.write(format_report(reports, metric_totals(exposition), where))

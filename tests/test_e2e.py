@@ -1,0 +1,362 @@
+"""End to end: the demo, a real Prometheus with the shipped rules, a real Alertmanager, a webhook.
+
+Everything is real and on 127.0.0.1: ``otel-agents demo --serve`` runs its scenarios in a loop;
+Debian's Prometheus (fetched once by ``prometheus_bin``) scrapes it every second with the rules
+of ``dashboards/alerts.py`` (the shipped expressions; only the ``for`` durations, windows and
+traffic guards are shortened here, through the generator's ``Config``, so the test takes
+seconds rather than the minutes the production rules wait); Debian's Alertmanager notifies a
+small webhook receiver in this process.
+
+It proves three things. Every alert of DESIGN.md section 8 reaches the webhook with the labels
+it promises, in the scenario made for it (the time each took is printed, ``-s``). Every query
+of every dashboard panel and every rule expression returns data from this Prometheus, except
+the panels the dashboards document as empty when healthy. And when the agent goes away,
+``LiveKitAgentsMetricsAbsent`` says so.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.parse
+import urllib.request
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import yaml
+from prometheus_bin import alertmanager, prometheus
+
+ROOT = Path(__file__).resolve().parent.parent
+JOB = "livekit-agents"
+#: the whole test is bounded by this (the issue asks for well under two minutes)
+DEADLINE = 100.0
+STARTUP = 30.0
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class Notification:
+    at: float  # seconds since the demo started
+    status: str
+    labels: dict[str, str]
+    annotations: dict[str, str]
+
+
+@dataclass
+class Webhook:
+    """Alertmanager's webhook receiver: keeps every alert of every notification, timestamped."""
+
+    started: float
+    received: list[Notification] = field(default_factory=list)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def __post_init__(self) -> None:
+        webhook = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                now = time.monotonic() - webhook.started
+                with webhook.lock:
+                    for alert in body.get("alerts", ()):
+                        webhook.received.append(
+                            Notification(
+                                now, alert["status"], alert["labels"], alert["annotations"]
+                            )
+                        )
+                self.send_response(200)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/alerts"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def firing(self, alertname: str) -> list[Notification]:
+        with self.lock:
+            return [
+                a
+                for a in self.received
+                if a.labels.get("alertname") == alertname and a.status == "firing"
+            ]
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def http_get(url: str, timeout: float = 5.0) -> bytes:
+    with urllib.request.urlopen(url, timeout=timeout) as response:
+        body: bytes = response.read()
+        return body
+
+
+def wait_until(check: Callable[[], bool], within: float, what: str) -> None:
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        with contextlib.suppress(Exception):
+            if check():
+                return
+        time.sleep(0.2)
+    raise AssertionError(f"timed out after {within:.0f} s waiting for {what}")
+
+
+class Prometheus:
+    def __init__(self, url: str) -> None:
+        self.url = url
+
+    def query(self, expr: str) -> list[dict[str, Any]]:
+        query = urllib.parse.urlencode({"query": expr})
+        body = json.loads(http_get(f"{self.url}/api/v1/query?{query}"))
+        assert body["status"] == "success", (expr, body)
+        result: list[dict[str, Any]] = body["data"]["result"]
+        return result
+
+
+@contextlib.contextmanager
+def process(command: list[str], log: Path, **kwargs: Any) -> Iterator[subprocess.Popen[bytes]]:
+    with log.open("wb") as out:
+        proc = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, **kwargs)
+        try:
+            yield proc
+        finally:
+            if proc.poll() is None:
+                proc.terminate()
+                try:
+                    proc.wait(10)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait()
+
+
+#: the shipped expressions, with windows, ``for`` durations and traffic guards fit for a
+#: one-minute run (a demo round is ~9 sessions in ~10 s; Prometheus evaluates every second)
+FAST = {
+    "credits_window": "1m",
+    "terminal_window": "1m",
+    "silent_window": "1m",
+    "silent_min_sessions": 5,
+    "silent_warning_for": "2s",
+    "silent_critical_for": "2s",
+    "unanswered_for": "1s",
+    "dead_window": "1m",
+    "dead_min_turns": 5,
+    "dead_for": "2s",
+    "rate_limited_window": "1m",
+    "rate_limited_for": "2s",
+    "masked_window": "1m",
+    "absent_for": "2s",
+}
+
+#: what each alert must carry when the demo's scenarios fire it
+EXPECTED_LABELS: dict[str, list[dict[str, str]]] = {
+    "LiveKitAgentsCreditsExhausted": [
+        {
+            "severity": "critical",
+            "component": "llm",
+            "quota_type": "llm",
+            "quota_category": "MaxGatewayCredits",
+        }
+    ],
+    "LiveKitAgentsTerminalErrors": [
+        {"severity": "critical", "component": "llm", "provider": "livekit", "error_class": "auth"}
+    ],
+    "LiveKitAgentsSilentSessions": [{"severity": "warning"}, {"severity": "critical"}],
+    "LiveKitAgentsUnansweredTurns": [{"severity": "warning"}],
+    "LiveKitAgentsDeadTurns": [{"severity": "warning"}],
+    "LiveKitAgentsRateLimited": [
+        {
+            "severity": "warning",
+            "component": "llm",
+            "quota_type": "llm",
+            "quota_category": "MaxConcurrentGatewayLLMRpm",
+        },
+        {
+            "severity": "warning",
+            "component": "tts",
+            "quota_type": "tts",
+            "quota_category": "MaxConcurrentGatewayTTS",
+        },
+    ],
+    "LiveKitAgentsMaskedRetryFailures": [
+        {
+            "severity": "warning",
+            "component": "llm",
+            "first_root_cause": "httpcore2.RemoteProtocolError",
+            "root_cause": "openai.InternalServerError",
+        }
+    ],
+}
+
+
+def matches(notification: Notification, want: dict[str, str]) -> bool:
+    return notification.labels.get("job") == JOB and all(
+        notification.labels.get(k) == v for k, v in want.items()
+    )
+
+
+def prometheus_config(demo_port: int, alertmanager_port: int, rules: Path) -> dict[str, Any]:
+    return {
+        "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
+        "rule_files": [str(rules)],
+        "alerting": {
+            "alertmanagers": [{"static_configs": [{"targets": [f"127.0.0.1:{alertmanager_port}"]}]}]
+        },
+        "scrape_configs": [
+            {"job_name": JOB, "static_configs": [{"targets": [f"127.0.0.1:{demo_port}"]}]}
+        ],
+    }
+
+
+def alertmanager_config(webhook_url: str) -> dict[str, Any]:
+    return {
+        "route": {
+            "receiver": "webhook",
+            "group_by": ["..."],  # one notification per alert: each is timed on its own
+            "group_wait": "0s",
+            "group_interval": "1s",
+            "repeat_interval": "1h",
+        },
+        "receivers": [
+            {"name": "webhook", "webhook_configs": [{"url": webhook_url, "send_resolved": True}]}
+        ],
+    }
+
+
+def test_demo_to_prometheus_to_alertmanager(tmp_path: Path) -> None:
+    from dashboards import alerts
+    from dashboards import dashboards as boards
+
+    started = time.monotonic()
+    rules = alerts.write_rules(tmp_path / "rules.yml", alerts.Config(**FAST))
+    demo_port, prom_port, am_port = free_port(), free_port(), free_port()
+    webhook = Webhook(started)
+    (tmp_path / "prometheus.yml").write_text(
+        yaml.safe_dump(prometheus_config(demo_port, am_port, rules))
+    )
+    (tmp_path / "alertmanager.yml").write_text(yaml.safe_dump(alertmanager_config(webhook.url)))
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "PROMETHEUS_"))}
+    prom = Prometheus(f"http://127.0.0.1:{prom_port}")
+    try:
+        with (
+            process(
+                [
+                    str(alertmanager()),
+                    f"--config.file={tmp_path / 'alertmanager.yml'}",
+                    f"--storage.path={tmp_path / 'am-data'}",
+                    f"--web.listen-address=127.0.0.1:{am_port}",
+                    "--cluster.listen-address=",
+                ],
+                tmp_path / "alertmanager.log",
+            ),
+            process(
+                [
+                    str(prometheus()),
+                    f"--config.file={tmp_path / 'prometheus.yml'}",
+                    f"--storage.tsdb.path={tmp_path / 'prom-data'}",
+                    f"--web.listen-address=127.0.0.1:{prom_port}",
+                ],
+                tmp_path / "prometheus.log",
+            ),
+            process(
+                [
+                    sys.executable, "-m", "otel_agents", "demo", "--serve", "--pause", "0.5",
+                    "--metrics-port", str(demo_port),
+                ],
+                tmp_path / "demo.log",
+                cwd=tmp_path,
+                env=env,
+            ) as demo,
+        ):  # fmt: skip
+            wait_until(
+                lambda: http_get(f"http://127.0.0.1:{am_port}/-/ready") is not None,
+                STARTUP,
+                "Alertmanager",
+            )
+            wait_until(
+                lambda: bool(prom.query(f'up{{job="{JOB}"}} == 1')), STARTUP, "the demo's scrape"
+            )
+
+            # 1. every alert of DESIGN.md section 8 but MetricsAbsent, at the webhook
+            def all_fired() -> bool:
+                return all(
+                    any(matches(a, want) for a in webhook.firing(name))
+                    for name, wants in EXPECTED_LABELS.items()
+                    for want in wants
+                )
+
+            wait_until(all_fired, DEADLINE - (time.monotonic() - started), "every alert")
+            fired_at = {
+                (name, tuple(sorted(want.items()))): min(
+                    a.at for a in webhook.firing(name) if matches(a, want)
+                )
+                for name, wants in EXPECTED_LABELS.items()
+                for want in wants
+            }
+            credits = next(a for a in webhook.firing("LiveKitAgentsCreditsExhausted"))
+            assert "MaxGatewayCredits" in credits.annotations["description"]
+            assert credits.annotations["runbook_url"].endswith("#livekitagentscreditsexhausted")
+            assert not [a for a in webhook.firing("LiveKitAgentsMetricsAbsent")], (
+                "the agent is up: MetricsAbsent must not fire"
+            )
+
+            # 2. every dashboard query and every rule expression returns data
+            empty: list[str] = []
+            for name in boards.DASHBOARDS:
+                for title, expr in boards.queries(boards.load(name)):
+                    if title in boards.EMPTY_WHEN_HEALTHY:
+                        continue
+                    if not prom.query(boards.substitute_variables(expr)):
+                        empty.append(f"{name}: {title}: {expr}")
+            for group in alerts.build_rules(alerts.Config(**FAST))["groups"]:
+                for rule in group["rules"]:
+                    if rule["alert"] == "LiveKitAgentsMetricsAbsent":
+                        continue  # empty while the agent is up: checked below
+                    # some hold only while it happens (a caller waiting right now): did the
+                    # expression return data at any evaluation of the last 90 s?
+                    if not prom.query(f"count_over_time(({rule['expr']})[90s:1s])"):
+                        empty.append(f"rule {rule['alert']} ({rule['labels']['severity']})")
+            assert empty == []
+
+            # 3. the agent goes away: MetricsAbsent
+            stopped = time.monotonic() - started
+            demo.send_signal(signal.SIGTERM)
+            assert demo.wait(30) == 0
+            wait_until(
+                lambda: any(
+                    a.labels.get("instance") == f"127.0.0.1:{demo_port}"
+                    for a in webhook.firing("LiveKitAgentsMetricsAbsent")
+                ),
+                30,
+                "LiveKitAgentsMetricsAbsent",
+            )
+            absent_at = min(a.at for a in webhook.firing("LiveKitAgentsMetricsAbsent"))
+    except BaseException:
+        for log in sorted(tmp_path.glob("*.log")):  # what each server said, for the failure
+            sys.stdout.write(f"--- {log.name} (tail)\n{log.read_text()[-3000:]}\n")
+        raise
+    finally:
+        webhook.close()
+
+    print("\ntime to fire, from the start of the processes (for durations shortened):")
+    for (name, labels), at in sorted(fired_at.items(), key=lambda item: item[1]):
+        print(f"  {at:5.1f} s  {name} {dict(labels)}")
+    print(f"  {absent_at - stopped:5.1f} s  LiveKitAgentsMetricsAbsent, after the demo stopped")
