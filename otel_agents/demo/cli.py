@@ -207,7 +207,6 @@ class _Progress:
 
 
 async def _main(options: Options, out: TextIO) -> int:
-    import aiohttp
     from livekit.agents import utils
     from opentelemetry.sdk.resources import Resource
     from opentelemetry.sdk.trace import TracerProvider
@@ -218,7 +217,7 @@ async def _main(options: Options, out: TextIO) -> int:
 
     from .._sidecar import start_metrics_server
     from .gateway import FakeGateway
-    from .scenarios import SILENCE_TIMEOUT, run_scenario
+    from .scenarios import SILENCE_TIMEOUT
     from .summary import SpanCollector, format_report, metric_totals
 
     # bind first: a taken port must fail before the previous run's trace file is truncated
@@ -289,79 +288,33 @@ async def _main(options: Options, out: TextIO) -> int:
             )
             print(f"serving {server.url}", file=out, flush=True)
             round_no = 0
-            while True:
+            while not stopping.is_set():
                 round_no += 1
-                reports = []
                 started = time.monotonic()
-                for i, scenario in enumerate(options.scenarios, 1):
-                    if stopping.is_set():
-                        break
-                    label = f"[{i}/{total}] {scenario.name}"
-                    if options.serve:
-                        label = f"round {round_no} " + label
-                    if progress.tty:
-                        progress.show(f"{label} ...")
-                    scenario_started = time.monotonic()
-                    with tracer.start_as_current_span(
-                        n.SPAN_DEMO_SCENARIO,
-                        attributes={n.D_SCENARIO: scenario.name, n.D_ROUND: round_no},
-                    ) as span:
-                        trace_id = span.get_span_context().trace_id
-                        # its own task: livekit leaves its session span attached to the
-                        # caller's context, which must not leak into the next scenario
-                        await asyncio.create_task(
-                            run_scenario(
-                                scenario,
-                                gateway,
-                                on_turn=_turn_progress(progress, label),
-                            )
-                        )
-                    reports.append(collector.take(trace_id, scenario.name, scenario.summary))
-                    if not progress.tty:
-                        progress.show(f"{label} ({time.monotonic() - scenario_started:.1f} s)")
+                reports = await _run_round(
+                    round_no, options, gateway, tracer, collector, progress, stopping
+                )
                 seconds = time.monotonic() - started
                 if stopping.is_set():
                     progress.done("interrupted")
                     break
-                progress.done(
-                    f"round {round_no} done: {len(reports)} sessions in {seconds:.1f} s"
-                    if options.serve
-                    else f"done: {len(reports)} sessions in {seconds:.1f} s"
-                )
+                done = f"done: {len(reports)} sessions in {seconds:.1f} s"
+                progress.done(f"round {round_no} {done}" if options.serve else done)
                 if round_no == 1:
-                    provider.force_flush()
-                    exposition = await _scrape(aiohttp, server.url)
+                    # the file exporter writes on the SDK's thread: flush off the loop
+                    await loop.run_in_executor(None, provider.force_flush)
+                    exposition = await _scrape(server.url)
                     if metrics_out is not None:
                         metrics_out.write(exposition)
                         metrics_out.close()
                         metrics_out = None
-                    where = [
-                        ("metrics", f"{server.url}" + ("" if options.serve else " (until exit)")),
-                        (
-                            "traces",
-                            f"{options.trace_file} ({file_exporter.spans_written} spans, "
-                            "OTLP JSON: the Collector's otlpjsonfile receiver reads it)",
-                        ),
-                    ]
-                    if options.otlp_endpoint:
-                        where.append(("otlp", options.otlp_endpoint))
-                    where.append(
-                        (
-                            "dashboards",
-                            "docker compose up, then http://localhost:3000: 'LiveKit Agents / "
-                            "Overview' and 'LiveKit Agents / Errors and quota'",
-                        )
-                    )
-                    if options.serve:
-                        where.append(("serving", "until Ctrl-C or SIGTERM"))
+                    where = _where(options, server.url, file_exporter.spans_written)
                     out.write(format_report(reports, metric_totals(exposition), where))
                     out.flush()
                 if not options.serve:
                     break
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stopping.wait(), options.pause)
-                if stopping.is_set():
-                    break
     except asyncio.CancelledError:
         status = 130
         progress.done("interrupted")
@@ -379,13 +332,77 @@ async def _main(options: Options, out: TextIO) -> int:
     return status
 
 
+async def _run_round(
+    round_no: int,
+    options: Options,
+    gateway: Any,
+    tracer: Any,
+    collector: Any,
+    progress: _Progress,
+    stopping: asyncio.Event,
+) -> list[Any]:
+    """Every scenario once, each in a trace of its own; what otel-agents recorded of each."""
+    from .scenarios import run_scenario
+
+    reports = []
+    total = len(options.scenarios)
+    for i, scenario in enumerate(options.scenarios, 1):
+        if stopping.is_set():
+            break
+        label = f"[{i}/{total}] {scenario.name}"
+        if options.serve:
+            label = f"round {round_no} {label}"
+        if progress.tty:
+            progress.show(f"{label} ...")
+        started = time.monotonic()
+        with tracer.start_as_current_span(
+            n.SPAN_DEMO_SCENARIO, attributes={n.D_SCENARIO: scenario.name, n.D_ROUND: round_no}
+        ) as span:
+            # its own task: livekit leaves its session span attached to the caller's context,
+            # which must not leak into the next scenario
+            await asyncio.create_task(
+                run_scenario(scenario, gateway, on_turn=_turn_progress(progress, label))
+            )
+        reports.append(
+            collector.take(span.get_span_context().trace_id, scenario.name, scenario.summary)
+        )
+        if not progress.tty:
+            progress.show(f"{label} ({time.monotonic() - started:.1f} s)")
+    return reports
+
+
+def _where(options: Options, metrics_url: str, spans_written: int) -> list[tuple[str, str]]:
+    where = [
+        ("metrics", metrics_url + ("" if options.serve else " (until exit)")),
+        (
+            "traces",
+            f"{options.trace_file} ({spans_written} spans, "
+            "OTLP JSON: the Collector's otlpjsonfile receiver reads it)",
+        ),
+    ]
+    if options.otlp_endpoint:
+        where.append(("otlp", options.otlp_endpoint))
+    where.append(
+        (
+            "dashboards",
+            "docker compose up, then http://localhost:3000: "
+            "'LiveKit Agents / Overview' and 'LiveKit Agents / Errors and quota'",
+        )
+    )
+    if options.serve:
+        where.append(("serving", "until Ctrl-C or SIGTERM"))
+    return where
+
+
 def _turn_progress(progress: _Progress, label: str) -> Callable[[int], None] | None:
     if not progress.tty:
         return None
     return lambda turn: progress.show(f"{label} ... turn {turn}")
 
 
-async def _scrape(aiohttp: Any, url: str) -> str:
+async def _scrape(url: str) -> str:
+    import aiohttp
+
     async with aiohttp.ClientSession() as http, http.get(url) as response:
         response.raise_for_status()
         text: str = await response.text()
