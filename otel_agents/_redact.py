@@ -22,8 +22,10 @@ _CREDENTIAL: Final = r"[A-Za-z0-9\-._~+/=]+"
 _SECRET_NAMES: Final = (
     r"api[_\-]?key|apikey|x-api-key|access[_\-]?token|refresh[_\-]?token|id[_\-]?token|token|"
     r"secret|client[_\-]?secret|api[_\-]?secret|password|passwd|pwd|authorization|auth|"
-    r"signature|sig|credential|credentials"
+    r"signature|sig|credential|credentials|access[_\-]?key|private[_\-]?key"
 )
+#: a secret's name may carry a prefix: LIVEKIT_API_SECRET, DEEPGRAM_API_KEY, sessionToken
+_NAME_PREFIX: Final = r"(?<![A-Za-z0-9_\-])[A-Za-z0-9_\-]*?"
 
 
 def _looks_like_a_credential(word: str) -> bool:
@@ -73,10 +75,19 @@ _PATTERNS: Final[tuple[tuple[re.Pattern[str], str | Callable[[re.Match[str]], st
     (re.compile(r"\b(?:sk|pk|rk)-[A-Za-z0-9_\-]{4,}"), REDACTED),
     (re.compile(r"\b(?:gsk|xai|key|lk)[_\-][A-Za-z0-9]{16,}"), REDACTED),
     (re.compile(r"\bAIza[0-9A-Za-z_\-]{10,}"), REDACTED),
+    # key ids: AWS access key ids, LiveKit API keys ("API" and letters with a digit among
+    # them: APIConnectionError is not one), also when the truncation cut them
+    (re.compile(r"\b(?:AKIA|ASIA)[0-9A-Z]{16}\b"), REDACTED),
+    (re.compile(r"\b(?:AKIA|ASIA)[0-9A-Z]{1,15}" + ELLIPSIS + "$"), REDACTED + ELLIPSIS),
+    (re.compile(r"\bAPI(?=[A-Za-z0-9]*[0-9])[A-Za-z0-9]{10,20}\b"), REDACTED),
+    (
+        re.compile(r"\bAPI(?=[A-Za-z0-9]*[0-9])[A-Za-z0-9]{1,19}" + ELLIPSIS + "$"),
+        REDACTED + ELLIPSIS,
+    ),
     # key=value / "key": "value" parameters whose name says secret (a quoted value whole)
     (
         re.compile(
-            r"(?i)(?P<key>[\"']?\b(?:" + _SECRET_NAMES + r")[\"']?\s*[=:]\s*)"
+            r"(?i)(?P<key>[\"']?" + _NAME_PREFIX + r"(?:" + _SECRET_NAMES + r")[\"']?\s*[=:]\s*)"
             r"(?P<scheme>(?:bearer|basic|token|digest)\s+)?"
             r"(?P<value>\"[^\"\n]*\"?|'[^'\n]*'?|[^\s&\"',;}]+)"
         ),

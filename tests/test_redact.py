@@ -52,6 +52,13 @@ CASES = [
     ),
     pytest.param("connect wss://{}@agent.livekit.cloud/rtc", OPAQUE_TOKEN, id="url-token"),
     pytest.param("proxy=http://{}@proxy:3128", "svc:pa55w0rd!xyz", id="url-proxy"),
+    # secret names with a prefix, and key ids (found by tests/test_secret_audit.py)
+    pytest.param("LIVEKIT_API_SECRET={} is set", "Zq8wLm2Xc7Vb4Nn1Pq6Rt", id="env-prefixed"),
+    pytest.param("DEEPGRAM_API_KEY: {}", "a1b2c3d4e5f6a7b8c9d0", id="env-prefixed-key"),
+    pytest.param('{{"sessionToken": "{}"}}', "FwoGZXIvYXdzEJr-session", id="camel-prefixed"),
+    pytest.param("aws_secret_access_key={}", "wJalrXUtnFEMI/K7MDENG/bPxRfi", id="aws-secret"),
+    pytest.param("access key {} was denied", "AKIAIOSFODNN7EXAMPLE", id="aws-key-id"),
+    pytest.param("LiveKit key {} has no access", "APIx7Kq2LmN9pR4s", id="livekit-key-id"),
 ]
 
 INNOCENT = [
@@ -73,6 +80,8 @@ INNOCENT = [
     "cannot reuse already awaited coroutine",
     'LiveKit Inference TTS returned error: {"type": "error", "code": 429}',
     "keyword: value, monkey: business",
+    "APIConnectionError, APIStatusError, APITimeoutError",
+    "prompt_tokens: 12, completion_tokens: 3, total_tokens=15",
     "",
 ]
 
