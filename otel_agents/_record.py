@@ -9,6 +9,7 @@ log handler does not lose the span, and every contained failure is counted in
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 from dataclasses import dataclass
 from typing import Any
@@ -20,7 +21,7 @@ from . import _labels as lbl
 from . import _names as n
 from ._classify import Classification, safe_str
 from ._metrics import Metrics
-from ._redact import clean_message
+from ._redact import clean_message, truncate
 
 logger = logging.getLogger(n.LOGGER_NAME)
 # A library's logger: silent unless the host configures logging (no "last resort" stderr lines).
@@ -57,11 +58,24 @@ class AttemptRecord:
             "first_root_cause_type": self.first_root_cause_type,
             "masked": self.masked,
             "terminal": c.terminal,
-            "quota_type": q.quota_type if q else None,
-            "quota_category": q.category if q else None,
-            "quota_hint": clean_message(q.hint) if q and q.hint else None,
-            "quota_remaining_limit": q.remaining_limit if q else None,
+            # every field of a quota body is foreign text: a buggy or hostile upstream could
+            # put anything there (metrics use closed label sets; spans and logs get it cleaned)
+            "quota_type": _clean(q.quota_type) if q else None,
+            "quota_category": _clean(q.category) if q else None,
+            "quota_hint": _clean(q.hint) if q else None,
+            "quota_remaining_limit": _clean(q.remaining_limit) if q else None,
         }
+
+
+def _clean(value: str | None) -> str | None:
+    # truncated before the cache sees it: at most 256 entries of 256 characters
+    return _clean_cached(truncate(value)) if value else value
+
+
+@functools.lru_cache(maxsize=256)
+def _clean_cached(value: str) -> str:
+    # quota fields repeat (a handful of types, categories and hints): clean each one once
+    return clean_message(value)
 
 
 def span_attributes(fields: dict[str, Any]) -> dict[str, Any]:
