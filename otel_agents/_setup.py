@@ -15,7 +15,7 @@ from opentelemetry import trace
 from opentelemetry.metrics import MeterProvider
 from opentelemetry.trace import TracerProvider
 
-from . import _config, _hooks, _multiproc, _session
+from . import _config, _hooks, _multiproc, _session, _span_redaction
 from . import _names as n
 from ._metrics import get_metrics
 from ._record import Recorder
@@ -127,6 +127,11 @@ def init(
             if state.tracer_provider is not None:
                 from livekit.agents.telemetry import set_tracer_provider
 
+                # livekit records raw exception messages on its spans: clean them before any
+                # exporter of the provider we hand it sees them
+                _span_redaction.install(
+                    state.tracer_provider, capture_messages=settings.capture_messages
+                )
                 # livekit captured the global provider at import: hand it ours explicitly
                 set_tracer_provider(state.tracer_provider)
         if state.meter_provider is not None:
