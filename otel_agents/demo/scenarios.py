@@ -184,9 +184,19 @@ class ScenarioRun:
 
 
 async def run_scenario(
-    scenario: Scenario, gateway: FakeGateway, *, on_turn: Callable[[int], None] | None = None
+    scenario: Scenario,
+    gateway: FakeGateway,
+    *,
+    on_turn: Callable[[int], None] | None = None,
+    base_url: str | None = None,
+    api_key: str = API_KEY,
+    api_secret: str = API_SECRET,
 ) -> ScenarioRun:
-    """Run one scenario's session to its close, with the gateway scripted for it."""
+    """Run one scenario's session to its close, with the gateway scripted for it.
+
+    ``base_url`` (default ``gateway.url``), ``api_key`` and ``api_secret`` are what the inference
+    plugins are built with: a test can plant credentials in them (e.g. userinfo in the URL).
+    """
     gateway.llm.clear()
     gateway.tts.clear()
     gateway.llm.push(*scenario.llm)
@@ -195,8 +205,9 @@ async def run_scenario(
     run = ScenarioRun(scenario)
     started = time.monotonic()
 
-    llm = inference.LLM(LLM_MODEL, base_url=gateway.url, api_key=API_KEY, api_secret=API_SECRET)
-    tts = inference.TTS(TTS_MODEL, base_url=gateway.url, api_key=API_KEY, api_secret=API_SECRET)
+    url = gateway.url if base_url is None else base_url
+    llm = inference.LLM(LLM_MODEL, base_url=url, api_key=api_key, api_secret=api_secret)
+    tts = inference.TTS(TTS_MODEL, base_url=url, api_key=api_key, api_secret=api_secret)
     session: AgentSession[None] = AgentSession(
         llm=llm,
         tts=tts,
