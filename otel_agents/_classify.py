@@ -243,6 +243,56 @@ def safe_str(exc: BaseException) -> str:
     return f"<unprintable {type_name(type(exc))}>"
 
 
+#: units (characters, items) of an exception's ``body`` that may be rendered into its message
+_BODY_BUDGET: Final = 4096
+
+
+def safe_message(exc: BaseException) -> str:
+    """:func:`safe_str`, without rendering a large ``body`` into the text.
+
+    livekit's ``APIStatusError.__str__`` formats its whole body: a 10 MB body would cost tens
+    of milliseconds on the event loop, only to be cut to 256 characters. A body over the budget
+    leaves the exception's own ``message`` (or first argument) and a note instead.
+    """
+    body = _data_attr(exc, "body")
+    try:
+        small = body is None or _within_budget(body)
+    except Exception:  # a hostile body (a raising __len__ or __class__): do not render it
+        small = False
+    if small:
+        return safe_str(exc)
+    message = _data_attr(exc, "message")
+    if type(message) is not str:
+        args = _data_attr(exc, "args")
+        message = args[0] if type(args) is tuple and args and type(args[0]) is str else ""
+    note = f"(a {type_name(type(body))} body too large to render)"
+    return f"{message[:_MAX_FIELD_CHARS]} {note}" if message else note
+
+
+def _within_budget(body: object) -> bool:
+    """Whether ``body`` is small: a walk that stops as soon as it has seen too much."""
+    seen = 0
+    stack = [body]
+    while stack:
+        value = stack.pop()
+        if isinstance(value, str | bytes | bytearray):
+            seen += len(value)
+        elif isinstance(value, dict):
+            seen += len(value)
+            if seen <= _BODY_BUDGET:
+                stack.extend(value.keys())
+                stack.extend(value.values())
+        elif isinstance(value, list | tuple | set | frozenset):
+            seen += len(value)
+            if seen <= _BODY_BUDGET:
+                stack.extend(value)
+        else:
+            seen += 16  # a number, None, or an object whose text is its own business
+        if seen > _BODY_BUDGET:
+            return False
+    return True
+
+
 def classify(exc: BaseException) -> Classification:
     """Classify one emitted exception. Raises only on a bug in this module.
 

@@ -11,6 +11,18 @@ from . import _names as n
 _MAX_VALUE_CHARS: Final = 128
 
 
+def _encodable(value: str) -> bool:
+    """A lone surrogate (from a class name or a provider string) cannot be written in UTF-8:
+    as a label it would break every later scrape of the registry."""
+    if value.isascii():
+        return True
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 class OpenLabel:
     """An open label (provider, root cause): the first ``limit`` values seen pass, the rest
     fold into ``other``. Values are strings we derived (class or provider names), never text."""
@@ -27,7 +39,7 @@ class OpenLabel:
             return n.UNKNOWN
         if value in self._values:
             return value
-        if len(value) > _MAX_VALUE_CHARS:
+        if len(value) > _MAX_VALUE_CHARS or not _encodable(value):
             return n.OTHER
         with self._lock:
             if value in self._values:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import logging
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,9 +20,9 @@ from opentelemetry.trace import SpanKind, Status, StatusCode
 
 from . import _labels as lbl
 from . import _names as n
-from ._classify import Classification, safe_str
+from ._classify import Classification, safe_message
 from ._metrics import Metrics
-from ._redact import clean_message, truncate
+from ._redact import clean_message, truncate, utf8
 
 logger = logging.getLogger(n.LOGGER_NAME)
 # A library's logger: silent unless the host configures logging (no "last resort" stderr lines).
@@ -54,7 +55,7 @@ class AttemptRecord:
             "status_code": c.status_code,
             "error_class": c.error_class,
             "root_cause_type": c.root_cause_type,
-            "root_cause_message": clean_message(safe_str(c.root)) if capture_messages else None,
+            "root_cause_message": clean_message(safe_message(c.root)) if capture_messages else None,
             "first_root_cause_type": self.first_root_cause_type,
             "masked": self.masked,
             "terminal": c.terminal,
@@ -98,7 +99,16 @@ def span_attributes(fields: dict[str, Any]) -> dict[str, Any]:
         (n.A_QUOTA_REMAINING, fields["quota_remaining_limit"]),
         (n.A_STATUS_CODE, fields["status_code"]),
     )
-    return {key: value for key, value in pairs if value is not None}
+    return exportable(pairs)
+
+
+def exportable(pairs: Iterable[tuple[str, Any]]) -> dict[str, Any]:
+    """Span attributes of ``(key, value)`` pairs: ``None`` left out, text made encodable."""
+    return {
+        key: utf8(value) if type(value) is str else value
+        for key, value in pairs
+        if value is not None
+    }
 
 
 class Recorder:

@@ -111,3 +111,11 @@ def truncate(text: str, limit: int = MAX_MESSAGE_CHARS) -> str:
 def clean_message(text: str) -> str:
     """The form in which a foreign message may leave the process: truncated, then redacted."""
     return redact(truncate(text))
+
+
+def utf8(text: str) -> str:
+    """``text`` as it can be exported: a lone surrogate (from a hostile class name or message)
+    cannot be encoded, and the OTLP encoder would drop the whole attribute."""
+    if text.isascii():
+        return text
+    return text.encode("utf-8", "replace").decode("utf-8")

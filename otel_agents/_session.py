@@ -33,8 +33,8 @@ from opentelemetry.trace import SpanKind
 
 from . import _labels as lbl
 from . import _names as n
-from ._classify import classify, exception_chain, safe_str, type_name
-from ._record import AttemptRecord, Recorder, log
+from ._classify import classify, exception_chain, safe_message, type_name
+from ._record import AttemptRecord, Recorder, exportable, log
 from ._redact import clean_message
 
 #: after close, how long a job's session span waits for the job's shutdown reason
@@ -431,7 +431,7 @@ def _span_attributes(fields: dict[str, Any]) -> dict[str, Any]:
         (n.S_CLOSE_ERROR_TYPE, fields["close_error_type"]),
         (n.S_JOB_SHUTDOWN_REASON, fields["job_shutdown_reason"]),
     )
-    return {key: value for key, value in pairs if value is not None}
+    return exportable(pairs)
 
 
 def _log(level: int, message: str, fields: dict[str, Any], span: trace.Span | None) -> None:
@@ -597,7 +597,7 @@ def _record_task_error(loop: asyncio.AbstractEventLoop, context: dict[str, Any])
         task_name = future.get_name() if isinstance(future, asyncio.Task) else None
     except Exception:
         task_name = None
-    root_message = clean_message(safe_str(root)) if recorder.capture_messages else None
+    root_message = clean_message(safe_message(root)) if recorder.capture_messages else None
     attributes = {
         n.A_ERROR_TYPE: type_name(type(exc)),
         n.A_ROOT_CAUSE_TYPE: root_type,
