@@ -9,7 +9,6 @@ log handler does not lose the span, and every contained failure is counted in
 from __future__ import annotations
 
 import contextlib
-import functools
 import logging
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -22,7 +21,7 @@ from . import _labels as lbl
 from . import _names as n
 from ._classify import Classification, safe_message
 from ._metrics import Metrics
-from ._redact import clean_message, truncate, utf8
+from ._redact import clean_message, clean_repeated, utf8
 
 logger = logging.getLogger(n.LOGGER_NAME)
 # A library's logger: silent unless the host configures logging (no "last resort" stderr lines).
@@ -69,14 +68,7 @@ class AttemptRecord:
 
 
 def _clean(value: str | None) -> str | None:
-    # truncated before the cache sees it: at most 256 entries of 256 characters
-    return _clean_cached(truncate(value)) if value else value
-
-
-@functools.lru_cache(maxsize=256)
-def _clean_cached(value: str) -> str:
-    # quota fields repeat (a handful of types, categories and hints): clean each one once
-    return clean_message(value)
+    return clean_repeated(value) if value else value
 
 
 def span_attributes(fields: dict[str, Any]) -> dict[str, Any]:

@@ -6,6 +6,7 @@ a secret cut in half by the truncation is still recognised and removed.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Callable
 from typing import Final
@@ -24,8 +25,10 @@ _SECRET_NAMES: Final = (
     r"secret|client[_\-]?secret|api[_\-]?secret|password|passwd|pwd|authorization|auth|"
     r"signature|sig|credential|credentials|access[_\-]?key|private[_\-]?key"
 )
-#: a secret's name may carry a prefix: LIVEKIT_API_SECRET, DEEPGRAM_API_KEY, sessionToken
-_NAME_PREFIX: Final = r"(?<![A-Za-z0-9_\-])[A-Za-z0-9_\-]*?"
+#: where a secret's name may start: a word boundary, or inside a longer name after "_"/"-" or
+#: a camelCase hump (LIVEKIT_API_SECRET, DEEPGRAM_API_KEY, sessionToken); cheap to test, so the
+#: name's alternation runs at few positions
+_NAME_START: Final = r"(?:\b|(?<=[_\-])|(?-i:(?<=[a-z0-9])(?=[A-Z])))"
 
 
 def _looks_like_a_credential(word: str) -> bool:
@@ -87,7 +90,7 @@ _PATTERNS: Final[tuple[tuple[re.Pattern[str], str | Callable[[re.Match[str]], st
     # key=value / "key": "value" parameters whose name says secret (a quoted value whole)
     (
         re.compile(
-            r"(?i)(?P<key>[\"']?" + _NAME_PREFIX + r"(?:" + _SECRET_NAMES + r")[\"']?\s*[=:]\s*)"
+            r"(?i)(?P<key>[\"']?" + _NAME_START + r"(?:" + _SECRET_NAMES + r")[\"']?\s*[=:]\s*)"
             r"(?P<scheme>(?:bearer|basic|token|digest)\s+)?"
             r"(?P<value>\"[^\"\n]*\"?|'[^'\n]*'?|[^\s&\"',;}]+)"
         ),
@@ -111,6 +114,17 @@ def truncate(text: str, limit: int = MAX_MESSAGE_CHARS) -> str:
 def clean_message(text: str) -> str:
     """The form in which a foreign message may leave the process: truncated, then redacted."""
     return redact(truncate(text))
+
+
+def clean_repeated(text: str) -> str:
+    """:func:`clean_message` for text that repeats (quota categories, hints, the message of one
+    exception recorded on several spans): each distinct text is cleaned once."""
+    return _redact_cached(truncate(text))
+
+
+@functools.lru_cache(maxsize=256)
+def _redact_cached(text: str) -> str:
+    return redact(text)  # keys are truncated: at most 256 entries of 256 characters
 
 
 def utf8(text: str) -> str:

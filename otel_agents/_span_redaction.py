@@ -9,9 +9,10 @@ tokens included (tests/test_secret_audit.py plants them and finds them there).
 :class:`RedactingSpanProcessor` runs first on the provider, ahead of the exporters: on ``on_end``
 the SDK dispatches one shared span snapshot to every processor in order, so rewriting it here is
 what the exporters go on to export (the same mechanism livekit's own PII filter uses). Messages
-get :func:`clean_message` (truncated, redacted), stack traces their last 8 KiB redacted, or both
-are dropped under ``capture_messages=False``. Spans without an error or an event cost two
-attribute lookups.
+are truncated and redacted (once per distinct message: livekit records one exception on several
+spans); stack traces keep their frames and exception types, not their messages (a linear pass:
+this runs in ``span.end()``, on the event loop); both are dropped under
+``capture_messages=False``. Spans without an error or an event cost two attribute lookups.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from opentelemetry.sdk.trace import Event, ReadableSpan, Span, SpanProcessor, Tr
 from opentelemetry.trace import Status, StatusCode
 
 from . import _names as n
-from ._redact import clean_message, redact
+from ._redact import MAX_MESSAGE_CHARS, clean_repeated
 
 logger = logging.getLogger(__name__)
 
@@ -49,7 +50,7 @@ def _clean_attributes(
     if not attributes or (MESSAGE not in attributes and STACKTRACE not in attributes):
         return None
     cleaned = dict(attributes)
-    for key, clean in ((MESSAGE, clean_message), (STACKTRACE, _clean_stacktrace)):
+    for key, clean in ((MESSAGE, clean_repeated), (STACKTRACE, _clean_stacktrace)):
         value = cleaned.get(key)
         if value is None:
             continue
@@ -61,7 +62,16 @@ def _clean_attributes(
 
 
 def _clean_stacktrace(text: str) -> str:
-    return redact(text[-STACKTRACE_CHARS:])
+    """The frames and exception types of a formatted stack trace, without its messages and
+    source lines (where a secret would be): a linear pass, no regex, on the event loop."""
+    kept = []
+    for line in text[-STACKTRACE_CHARS:].splitlines():
+        if line.startswith('  File "'):
+            kept.append(line)
+        elif line and not line[0].isspace():
+            # "Traceback (most recent call last):", "pkg.Error: <message>", "The above ..."
+            kept.append(line.split(":", 1)[0][:MAX_MESSAGE_CHARS])
+    return "\n".join(kept)
 
 
 class RedactingSpanProcessor(SpanProcessor):
@@ -107,7 +117,7 @@ class RedactingSpanProcessor(SpanProcessor):
             if changed:
                 span._events = tuple(cleaned_events)
         if error:
-            description = clean_message(status.description or "") if capture else None
+            description = clean_repeated(status.description or "") if capture else None
             span._status = Status(StatusCode.ERROR, description)
 
     def shutdown(self) -> None:

@@ -15,7 +15,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace import Status, StatusCode
 
 from otel_agents import _names as n
-from otel_agents import _redact, _span_redaction
+from otel_agents import _span_redaction
 from otel_agents._redact import REDACTED
 
 KEY = "sk-proj-Zx81Qm2Lk9Vb7Nc3Hd5Jf0Ws"
@@ -63,8 +63,10 @@ def test_exporters_attached_before_install_get_the_cleaned_span() -> None:
     )
     stacktrace = event.attributes["exception.stacktrace"]
     assert isinstance(stacktrace, str)
-    assert "Traceback (most recent call last)" in stacktrace
-    assert REDACTED in stacktrace
+    # the frames and the exception type stay; the message does not
+    assert stacktrace.startswith('Traceback (most recent call last)\n  File "')
+    assert stacktrace.endswith("\nRuntimeError")
+    assert "Incorrect API key" not in stacktrace
     assert span.attributes is not None
     assert span.attributes["exception.message"] == event.attributes["exception.message"]
     assert span.status.status_code is StatusCode.ERROR
@@ -122,7 +124,7 @@ def test_a_failure_to_clean_is_counted_and_the_span_still_exported(
 
     provider, exporter = provider_with_exporter()
     _span_redaction.install(provider, capture_messages=True)
-    monkeypatch.setattr(_span_redaction, "clean_message", broken)
+    monkeypatch.setattr(_span_redaction, "clean_repeated", broken)
     livekit_like_failure(provider)
 
     assert len(exporter.get_finished_spans()) == 1
@@ -140,9 +142,21 @@ def test_init_installs_it_on_the_provider_it_hands_livekit(telemetry) -> None:
     assert processors.index(ours[0]) < processors.index(exporter)
 
 
-def test_the_stacktrace_keeps_its_end() -> None:
-    frames = "".join(f'  File "x.py", line {i}, in f\n' for i in range(2000))
-    text = "Traceback (most recent call last):\n" + frames + f"RuntimeError: {MESSAGE}\n"
+def test_the_stacktrace_keeps_its_frames_not_its_messages() -> None:
+    frames = "".join(f'  File "x.py", line {i}, in f\n    call({KEY!r})\n' for i in range(400))
+    text = (
+        "Traceback (most recent call last):\n"
+        + frames
+        + f"openai.AuthenticationError: {MESSAGE}\n\n"
+        + "The above exception was the direct cause of the following exception:\n\n"
+        + f"livekit.agents.APIStatusError: message={MESSAGE!r}\n"
+    )
     cleaned = _span_redaction._clean_stacktrace(text)
+    assert KEY not in cleaned
     assert len(cleaned) <= _span_redaction.STACKTRACE_CHARS
-    assert cleaned.endswith(_redact.redact(f"RuntimeError: {MESSAGE}\n"))
+    assert cleaned.endswith(
+        '  File "x.py", line 399, in f\n'
+        "openai.AuthenticationError\n"
+        "The above exception was the direct cause of the following exception\n"
+        "livekit.agents.APIStatusError"
+    )
