@@ -32,8 +32,10 @@ typecheck: $(STAMP)
 test: lint typecheck
 	$(BIN)/python -m pytest
 
+# every benchmark: one table, bench/results/*.json, the README's results table (a few minutes;
+# BENCH_QUICK=1 for a smoke run, BENCH_ARGS="hook_cost turn_cost" for some only)
 bench: $(STAMP)
-	$(BIN)/python -m bench
+	$(BIN)/python -m bench $(BENCH_ARGS)
 
 # regenerate the committed alert rules and dashboards (tests fail when they are stale)
 dashboards: $(STAMP)

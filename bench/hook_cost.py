@@ -3,39 +3,31 @@
 The baseline is what livekit already pays for every failed attempt: ``EventEmitter.emit`` of an
 ``LLMError`` to one listener that does nothing. The measured case is the same emit with
 otel-agents' hook as the listener, on the metrics path (no tracer, ``otel_agents`` logger
-quiet), and then with a span and a log line as well. Both run inside an asyncio task, as in a
-real retry loop, over the same pre-built error chains (fresh objects: the hook deduplicates
-re-emitted errors by identity), alternating baseline and measured batches so that machine
-noise hits both alike. Target (DESIGN.md section 9): metrics path <= 1.5x; full path median
-under 50 us.
+quiet), and then with a span and a log line as well (an SDK tracer provider with a batch
+processor, and a log handler that formats every record). Both run inside an asyncio task, as in
+a real retry loop, over the same pre-built error chains (fresh objects: the hook deduplicates
+re-emitted errors by identity), alternating baseline and measured batches so that machine noise
+hits both alike. Targets (DESIGN.md section 9): metrics path <= 1.5x; with a span and a log
+line, a median under 50 us.
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
-import os
-import platform
-import statistics
 import time
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 from livekit.agents import llm
 
 import otel_agents
+from bench import _common as c
 from otel_agents import _names as n
-from tests.scripted import (
-    ScriptedLLM,
-    gateway_status_error,
-    ssl_connection_error,
-)
+from tests.scripted import ScriptedLLM, gateway_status_error, ssl_connection_error
 
-RESULTS = Path(__file__).parent / "results"
-BATCH = 500
-ROUNDS = 15
+BATCH = c.size("hook_batch", 500, 200)
+ROUNDS = c.size("hook_rounds", 15, 5)
 
 QUOTA_BODY = {
     "type": "inference_quota_exceeded",
@@ -46,9 +38,10 @@ QUOTA_BODY = {
     "remaining_limit": "0",
 }
 ERRORS: dict[str, Callable[[], None]] = {
-    "ssl connection chain": ssl_connection_error,
-    "gateway 429 quota": gateway_status_error(429, QUOTA_BODY),
+    "ssl": ssl_connection_error,
+    "quota": gateway_status_error(429, QUOTA_BODY),
 }
+LABELS = {"ssl": "TLS connection error chain", "quota": "gateway 429 quota body"}
 
 
 def _events(make: Callable[[], None], count: int) -> list[llm.LLMError]:
@@ -73,7 +66,7 @@ def _time_batch(emitter: llm.LLM, events: list[llm.LLMError]) -> float:
     return (time.perf_counter_ns() - start) / len(events) / 1000.0  # us per emit
 
 
-async def _measure(make: Callable[[], None]) -> tuple[list[float], list[float]]:
+async def _measure(make: Callable[[], None], provider: Any) -> tuple[list[float], list[float]]:
     """(baseline, measured) per-emit times in microseconds, one value per round."""
 
     def noop(ev: Any) -> None:
@@ -81,7 +74,7 @@ async def _measure(make: Callable[[], None]) -> tuple[list[float], list[float]]:
 
     baseline_llm = ScriptedLLM(["x"])  # built before init(): no hook attached
     baseline_llm.on("error", noop)
-    otel_agents.init(tracer_provider=_TRACER_PROVIDER) if _FULL else otel_agents.init()
+    otel_agents.init(tracer_provider=provider)
     try:
         hooked_llm = ScriptedLLM(["x"])  # built after init(): the hook is its one listener
         assert len(hooked_llm._events["error"]) == 1
@@ -94,58 +87,83 @@ async def _measure(make: Callable[[], None]) -> tuple[list[float], list[float]]:
         otel_agents.shutdown()
 
 
-_FULL = False
-_TRACER_PROVIDER: Any = None
-
-
 def _run(full: bool) -> dict[str, dict[str, float]]:
-    global _FULL, _TRACER_PROVIDER
-    _FULL = full
+    c.configure_logging()  # the root logger formats every record (to /dev/null)
     log = logging.getLogger(n.LOGGER_NAME)
-    handler: logging.Handler | None = None
+    provider: Any = None
     if full:
-        from opentelemetry.sdk.trace import TracerProvider
-        from opentelemetry.sdk.trace.export import BatchSpanProcessor
-        from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
-
-        _TRACER_PROVIDER = TracerProvider()
-        _TRACER_PROVIDER.add_span_processor(BatchSpanProcessor(InMemorySpanExporter()))
-        handler = logging.StreamHandler(open(os.devnull, "w"))  # noqa: SIM115
-        log.addHandler(handler)
-        log.setLevel(logging.WARNING)
+        provider = c.discard_provider()
+        log.setLevel(logging.WARNING)  # every failed attempt logs one line
     else:
-        log.setLevel(logging.CRITICAL)
+        log.setLevel(logging.CRITICAL)  # the metrics path alone
     out = {}
     try:
         for name, make in ERRORS.items():
-            base, measured = asyncio.run(_measure(make))
-            b, m = statistics.median(base), statistics.median(measured)
-            out[name] = {"baseline_us": b, "hooked_us": m, "ratio": m / b, "added_us": m - b}
+            base, measured = asyncio.run(_measure(make, provider))
+            b, m = c.median(base), c.median(measured)
+            out[name] = {
+                "baseline_us": b,
+                "hooked_us": m,
+                "added_us": m - b,
+                "ratio": c.paired_ratio(measured, base),
+            }
     finally:
-        if handler is not None:
-            log.removeHandler(handler)
         log.setLevel(logging.NOTSET)
+        if provider is not None:
+            provider.shutdown()
     return out
 
 
-def main() -> dict[str, Any]:
-    results = {
-        "machine": f"{platform.machine()} {platform.processor() or ''} {os.cpu_count()} cpus, "
-        f"Python {platform.python_version()}".replace("  ", " "),
+def run() -> dict[str, Any]:
+    result: dict[str, Any] = {
+        "batch": BATCH,
+        "rounds": ROUNDS,
         "metrics_path": _run(full=False),
         "metrics_span_log": _run(full=True),
     }
-    print(f"failed-attempt hook vs livekit emit to a no-op listener ({results['machine']})")
-    print(f"{'path':<18} {'error':<22} {'baseline':>10} {'hooked':>10} {'ratio':>7}")
-    for path in ("metrics_path", "metrics_span_log"):
-        for error, r in results[path].items():
-            print(
-                f"{path:<18} {error:<22} {r['baseline_us']:>8.2f}us {r['hooked_us']:>8.2f}us"
-                f" {r['ratio']:>6.2f}x"
+    figures = []
+    for key, r in result["metrics_path"].items():
+        figures.append(
+            c.Figure(
+                key=f"hook.metrics.{key}",
+                name=f"failed-attempt hook, metrics path ({LABELS[key]})",
+                value=r["hooked_us"],
+                unit="µs",
+                baseline=r["baseline_us"],
+                baseline_label="livekit emit to a no-op listener",
+                ratio=r["ratio"],
+                on="ratio",
+                op="<=",
+                limit=1.5,
+                note=f"+{r['added_us']:.1f} µs per failed attempt",
             )
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "hook_cost.json").write_text(json.dumps(results, indent=2))
-    return results
+        )
+    for key, r in result["metrics_span_log"].items():
+        figures.append(
+            c.Figure(
+                key=f"hook.full.{key}",
+                name=f"failed-attempt hook + span + log line ({LABELS[key]})",
+                value=r["hooked_us"],
+                unit="µs",
+                baseline=r["baseline_us"],
+                baseline_label="livekit emit to a no-op listener",
+                ratio=r["ratio"],
+                on="value",
+                op="<",
+                limit=50.0,
+                note=f"+{r['added_us']:.1f} µs per failed attempt",
+            )
+        )
+    result["figures"] = figures
+    return result
+
+
+def main() -> dict[str, Any]:
+    result = run()
+    print(f"hook_cost: per emit, medians of {ROUNDS} alternating batches of {BATCH}")
+    c.print_figures(c.figures_of(result))
+    c.write_result("hook_cost", c.jsonable(result))
+    return result
 
 
 if __name__ == "__main__":

@@ -1,6 +1,7 @@
-"""What one ``/metrics`` render of a multiprocess directory costs, and what dead processes add.
+"""What one ``/metrics`` render of a multiprocess directory costs, what dead processes add, and
+what 20 concurrent scrapes cost.
 
-Two cases, each against a baseline measured in the same run:
+Three cases, each against a baseline measured in the same run:
 
 * **At the series budget**: one live process's file holding 500 series (DESIGN.md section 9:
   at most 500 per process). ``_multiproc.render`` (reap, then render, as the sidecar does) is
@@ -10,16 +11,29 @@ Two cases, each against a baseline measured in the same run:
   file on every scrape; the sidecar's first render reaps them into compacted files, and every
   render after that reads a handful of files. The dead processes' content is synthetic but
   shaped like a real job process's: otel-agents' own metric families and label sets.
+* **20 concurrent scrapes** (several Prometheus replicas, a federation, a human with curl) of
+  the sidecar's server (:func:`otel_agents._sidecar.start_metrics_server`, on an event loop and
+  thread of its own) over the directory at the series budget, from a scraper in another process
+  (as Prometheus is: in this one it would compete for the GIL): the wall time of a batch of 20
+  GETs sent at once on 20 keep-alive connections against one GET alone, alternating, and the
+  number of renders each batch caused (``MetricsServer.renders``). Single flight means one
+  render per batch of overlapping scrapes, where 20 renders in a row on the render thread would
+  cost ~20x.
 
 Wall-clock medians over repeated renders; the files are in the page cache, as on a busy host.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
+import socket
 import statistics
+import subprocess
+import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -28,13 +42,16 @@ from typing import Any
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.multiprocess import MultiProcessCollector
 
+from bench import _common as c
 from otel_agents import _multiproc
 from otel_agents import _names as n
+from otel_agents._sidecar import MetricsServer, start_metrics_server
 
-RESULTS = Path(__file__).parent / "results"
 BUDGET = 500
-DEAD = 500
-REPEAT = 30
+DEAD = c.size("scrape_dead", 500, 100)
+REPEAT = c.size("scrape_repeat", 30, 8)
+CONCURRENT = 20
+BATCHES = c.size("scrape_batches", 20, 5)
 FIRST_PID = 4_000_000  # above any real pid_max: these processes never existed
 
 
@@ -111,13 +128,138 @@ def once_ms(run: Callable[[], Any]) -> float:
     return (time.perf_counter() - start) * 1e3
 
 
+REQUEST = (
+    b"GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\nAccept: text/plain;version=0.0.4\r\n"
+    b"Accept-Encoding: gzip\r\nUser-Agent: bench\r\n\r\n"
+)
+
+
+def _read_response(sock: socket.socket) -> int:
+    """Read one HTTP/1.1 response (Content-Length framed); returns its status."""
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = sock.recv(65536)
+        if not chunk:
+            raise ConnectionError("the server closed the connection")
+        data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    length = 0
+    for line in lines[1:]:
+        name, _, value = line.partition(":")
+        if name.strip().lower() == "content-length":
+            length = int(value)
+    while len(body) < length:
+        chunk = sock.recv(65536)
+        if not chunk:
+            raise ConnectionError("the server closed the connection")
+        body += chunk
+    return int(lines[0].split()[1])
+
+
+def client(port: int) -> None:
+    """The scraper, in a process of its own (as Prometheus is): on ``one`` a single GET, on
+    ``batch`` 20 GETs sent at once on 20 keep-alive connections; prints each wall time."""
+    conns = [socket.create_connection(("127.0.0.1", port)) for _ in range(CONCURRENT)]
+    for sock in conns:
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    for line in sys.stdin:
+        use = conns[:1] if line.strip() == "one" else conns
+        start = time.perf_counter()
+        for sock in use:
+            sock.sendall(REQUEST)
+        statuses = [_read_response(sock) for sock in use]
+        elapsed = time.perf_counter() - start
+        assert set(statuses) == {200}, statuses
+        print(f"{elapsed:.9f}", flush=True)
+
+
+def _scrapes(server: MetricsServer) -> dict[str, Any]:
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "bench.scrape_cost", "--client", str(server.port)],
+        cwd=Path(__file__).resolve().parent.parent,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    stdin, stdout = proc.stdin, proc.stdout
+    assert stdin is not None
+    assert stdout is not None
+
+    def ask(what: str) -> float:
+        stdin.write(what + "\n")
+        stdin.flush()
+        return float(stdout.readline())
+
+    try:
+        ask("batch")  # warm: every connection served once
+        singles, batches, renders = [], [], []
+        for _ in range(BATCHES):
+            singles.append(ask("one"))
+            before = server.renders
+            batches.append(ask("batch"))
+            renders.append(server.renders - before)
+    finally:
+        stdin.close()
+        proc.wait(30)
+    return {
+        "concurrent": CONCURRENT,
+        "batches": BATCHES,
+        "one_scrape_ms": statistics.median(singles) * 1e3,
+        "batch_ms": statistics.median(batches) * 1e3,
+        "batch_ratio": c.paired_ratio(batches, singles),
+        "renders_per_batch": renders,
+    }
+
+
+def concurrent_scrapes(directory: Path) -> dict[str, Any]:
+    """The sidecar's server on its own loop and thread; 20 concurrent GETs from this one."""
+    loop = asyncio.new_event_loop()
+    started: dict[str, Any] = {}
+    ready = threading.Event()
+
+    def serve() -> None:
+        asyncio.set_event_loop(loop)
+
+        async def start() -> None:
+            try:
+                started["server"] = await start_metrics_server(
+                    host="127.0.0.1", port=0, directory=str(directory)
+                )
+            except BaseException as exc:
+                started["error"] = exc
+            finally:
+                ready.set()
+
+        loop.run_until_complete(start())
+        if "server" in started:
+            loop.run_forever()
+
+    thread = threading.Thread(target=serve, name="bench-sidecar", daemon=True)
+    thread.start()
+    ready.wait(30)
+    if "error" in started:
+        raise started["error"]
+    server: MetricsServer = started["server"]
+    try:
+        return _scrapes(server)
+    finally:
+        asyncio.run_coroutine_threadsafe(server.aclose(), loop).result(30)
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(30)
+        loop.close()
+
+
 def measure() -> dict[str, Any]:
     with tempfile.TemporaryDirectory() as tmp:
         budget = Path(tmp, "budget")
         budget.mkdir()
         _multiproc.write_db(str(budget / f"counter_{os.getpid()}.db"), budget_entries())
-        bare_budget = median_ms(lambda: bare_render(budget))
-        sidecar_budget = median_ms(lambda: _multiproc.render(str(budget)))
+        bare, sidecar = [], []
+        for _ in range(REPEAT):  # alternating
+            bare.append(once_ms(lambda: bare_render(budget)))
+            sidecar.append(once_ms(lambda: _multiproc.render(str(budget))))
+        scrapes = concurrent_scrapes(budget)
 
         dead = Path(tmp, "dead")
         dead.mkdir()
@@ -131,34 +273,89 @@ def measure() -> dict[str, Any]:
         after = median_ms(lambda: _multiproc.render(str(dead)))
     return {
         "budget_series": BUDGET,
-        "budget_bare_ms": bare_budget,
-        "budget_sidecar_ms": sidecar_budget,
-        "budget_ratio": sidecar_budget / bare_budget,
+        "budget_bare_ms": statistics.median(bare),
+        "budget_sidecar_ms": statistics.median(sidecar),
+        "budget_ratio": c.paired_ratio(sidecar, bare),
         "dead_processes": DEAD,
         "dead_files_before": files_before,
         "dead_files_after": files_after,
         "dead_bare_ms": bare_dead,
         "dead_first_render_ms": first,
         "dead_after_reap_ms": after,
+        "scrapes": scrapes,
     }
 
 
-def main() -> None:
-    result = measure()
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "scrape_cost.json").write_text(json.dumps(result, indent=2) + "\n")
-    print(
-        f"scrape_cost  render of {result['budget_series']} series: "
-        f"{result['budget_sidecar_ms']:.1f} ms "
-        f"(bare MultiProcessCollector {result['budget_bare_ms']:.1f} ms, "
-        f"ratio {result['budget_ratio']:.2f}x)\n"
-        f"scrape_cost  + {result['dead_processes']} dead processes "
-        f"({result['dead_files_before']} files): bare collector "
-        f"{result['dead_bare_ms']:.0f} ms every scrape; sidecar's first render (reaps them) "
-        f"{result['dead_first_render_ms']:.0f} ms, then {result['dead_after_reap_ms']:.1f} ms "
-        f"({result['dead_files_after']} files)"
-    )
+def run() -> dict[str, Any]:
+    r = measure()
+    s = r["scrapes"]
+    renders = s["renders_per_batch"]
+    figures = [
+        c.Figure(
+            key="scrape.budget",
+            name=f"/metrics render at the series budget ({r['budget_series']} series)",
+            value=r["budget_sidecar_ms"],
+            unit="ms",
+            baseline=r["budget_bare_ms"],
+            baseline_label="prometheus_client's bare MultiProcessCollector",
+            ratio=r["budget_ratio"],
+        ),
+        c.Figure(
+            key="scrape.dead",
+            name=f"/metrics render after reaping {r['dead_processes']} dead processes' files",
+            value=r["dead_after_reap_ms"],
+            unit="ms",
+            baseline=r["dead_bare_ms"],
+            baseline_label=f"bare collector reading all {r['dead_files_before']:,} files",
+            ratio=r["dead_after_reap_ms"] / r["dead_bare_ms"],
+            note=f"the first render reaps them in {r['dead_first_render_ms']:.0f} ms; "
+            f"{r['dead_files_after']} files remain",
+        ),
+        c.Figure(
+            key="scrape.concurrent",
+            name=f"{s['concurrent']} concurrent scrapes at the budget, wall time of the batch",
+            value=s["batch_ms"],
+            unit="ms",
+            baseline=s["one_scrape_ms"],
+            baseline_label="one scrape alone",
+            ratio=s["batch_ratio"],
+            note=f"renders per batch: {_counts(renders)}",
+        ),
+        c.Figure(
+            key="scrape.single_flight",
+            name=f"{s['concurrent']} concurrent scrapes: renders per batch (single flight)",
+            value=float(max(renders)),
+            unit="",
+            baseline=float(s["concurrent"]),
+            baseline_label="scrapes per batch",
+            ratio=max(renders) / s["concurrent"],
+            on="value",
+            op="==",
+            limit=1.0,
+            note=f"over {s['batches']} batches: {_counts(renders)}",
+        ),
+    ]
+    r["figures"] = figures
+    return r
+
+
+def _counts(renders: list[int]) -> str:
+    counts: dict[int, int] = {}
+    for x in renders:
+        counts[x] = counts.get(x, 0) + 1
+    return ", ".join(f"{k} in {v} batches" for k, v in sorted(counts.items()))
+
+
+def main() -> dict[str, Any]:
+    result = run()
+    print("scrape_cost: wall-clock medians")
+    c.print_figures(c.figures_of(result))
+    c.write_result("scrape_cost", c.jsonable(result))
+    return result
 
 
 if __name__ == "__main__":
-    main()
+    if len(sys.argv) == 3 and sys.argv[1] == "--client":
+        client(int(sys.argv[2]))
+    else:
+        main()
