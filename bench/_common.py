@@ -14,9 +14,7 @@ import gc
 import json
 import os
 import platform
-import socket
 import statistics
-import threading
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -294,40 +292,3 @@ def discard_provider(*, batch: bool = True) -> Any:
     processor = BatchSpanProcessor(Discard()) if batch else SimpleSpanProcessor(Discard())
     provider.add_span_processor(processor)
     return provider
-
-
-def closed_port() -> int:
-    """A port nothing listens on (bound, then released)."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-class BlackHole:
-    """Accepts TCP connections and never answers (as tests/test_init.py's)."""
-
-    def __init__(self) -> None:
-        self.sock = socket.socket()
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.listen(128)
-        self.port = int(self.sock.getsockname()[1])
-        self.conns: list[socket.socket] = []
-        self._stop = False
-        self._thread = threading.Thread(target=self._accept, daemon=True, name="bench-blackhole")
-        self._thread.start()
-
-    def _accept(self) -> None:
-        self.sock.settimeout(0.1)
-        while not self._stop:
-            try:
-                conn, _ = self.sock.accept()
-                self.conns.append(conn)
-            except OSError:
-                continue
-
-    def close(self) -> None:
-        self._stop = True
-        self._thread.join(1)
-        for c in self.conns:
-            c.close()
-        self.sock.close()

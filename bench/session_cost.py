@@ -53,6 +53,7 @@ import otel_agents
 from bench import _common as c
 from bench.turn_cost import ANSWER, DEAD_TURN, RATE_LIMITED, new_session, run_turn
 from otel_agents import _hooks, _setup
+from tests.netfaults import BlackHole, closed_port
 from tests.scripted import ScriptedLLM, Step, ssl_connection_error
 
 SESSIONS = c.size("workload_sessions", 40, 12)
@@ -200,7 +201,7 @@ class Mode:
     def __init__(self, name: str) -> None:
         self.name = name
         self.provider: Any = None
-        self.hole: c.BlackHole | None = None
+        self.hole: BlackHole | None = None
         self.shutdown_s = 0.0
         self.spans = _CountSpans()
         self.lingering: list[str] = []
@@ -220,9 +221,9 @@ class Mode:
         elif name == "livekit_traced":
             set_tracer_provider(self.provider)
         elif name == "closed_port":
-            otel_agents.init(otlp_endpoint=f"http://127.0.0.1:{c.closed_port()}")
+            otel_agents.init(otlp_endpoint=f"http://127.0.0.1:{closed_port()}")
         elif name == "black_hole":
-            self.hole = c.BlackHole()
+            self.hole = BlackHole()
             otel_agents.init(otlp_endpoint=f"http://127.0.0.1:{self.hole.port}")
         else:
             assert name in ("off", "off_again")

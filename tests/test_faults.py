@@ -88,6 +88,7 @@ from livekit.agents import (
 from livekit.agents.types import APIConnectOptions
 from livekit.agents.voice.agent_session import SessionConnectOptions
 from livekit.agents.voice.run_result import ChatMessageEvent
+from netfaults import BlackHole, closed_port
 from opentelemetry.sdk.trace import TracerProvider
 from prometheus_client import REGISTRY
 
@@ -98,7 +99,6 @@ from otel_agents._record import Recorder
 
 from conftest import reset_metrics
 from scripted import ScriptedLLM, gateway_status_error, raising, ssl_connection_error
-from test_init import BlackHole, _closed_port
 
 TIMEOUT = 10.0  # bound on every await: a hang fails the test instead of the suite
 #: the event loop's worst stall while sessions run: a stall detector, not a benchmark (a
@@ -410,7 +410,7 @@ def collector_that_is(kind: str) -> Iterator[tuple[str, Callable[[], int]]]:
     """The collector's URL, and how many connections or requests it has seen (-1: unknowable,
     nothing listens)."""
     if kind == "down":
-        yield f"http://127.0.0.1:{_closed_port()}", lambda: -1
+        yield f"http://127.0.0.1:{closed_port()}", lambda: -1
     elif kind == "slow":
         slow = SlowCollector(delay=_setup.EXPORT_TIMEOUT_S + 2)
         try:
@@ -955,7 +955,7 @@ async def test_sdk_disabled_wraps_nothing_contacts_nothing_and_counts_nothing(
     livekit_provider = traces.tracer._tracer_provider
     originals = (llm.LLM.__init__, AgentSession.start)
     before = otel_agents_samples()
-    port = _closed_port()
+    port = closed_port()
     hole = BlackHole()
     try:
         otel_agents.init(otlp_endpoint=f"http://127.0.0.1:{hole.port}", metrics_port=port)

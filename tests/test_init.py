@@ -4,8 +4,6 @@ shutdown with the collector down or a black hole."""
 from __future__ import annotations
 
 import asyncio
-import socket
-import threading
 import time
 from collections.abc import Iterator
 
@@ -13,6 +11,7 @@ import pytest
 from aiohttp import web
 from livekit.agents import APIConnectionError, llm
 from livekit.agents.types import APIConnectOptions
+from netfaults import BlackHole, closed_port
 from opentelemetry import metrics as otel_metrics
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
@@ -193,49 +192,13 @@ async def test_otlp_endpoint_exports_traces_and_metrics() -> None:
     assert b"otel_agents.attempt_failures" in metrics
 
 
-def _closed_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-class BlackHole:
-    """Accepts TCP connections and never answers."""
-
-    def __init__(self) -> None:
-        self.sock = socket.socket()
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.listen(64)
-        self.port = self.sock.getsockname()[1]
-        self.conns: list[socket.socket] = []
-        self._stop = False
-        self._thread = threading.Thread(target=self._accept, daemon=True)
-        self._thread.start()
-
-    def _accept(self) -> None:
-        self.sock.settimeout(0.1)
-        while not self._stop:
-            try:
-                conn, _ = self.sock.accept()
-                self.conns.append(conn)
-            except OSError:
-                continue
-
-    def close(self) -> None:
-        self._stop = True
-        self._thread.join(1)
-        for c in self.conns:
-            c.close()
-        self.sock.close()
-
-
 @pytest.mark.parametrize("collector", ["closed_port", "black_hole"])
 @pytest.mark.usefixtures("clean")
 def test_shutdown_returns_within_its_timeout_when_the_collector_is_unreachable(
     collector: str,
 ) -> None:
     hole = BlackHole() if collector == "black_hole" else None
-    port = hole.port if hole else _closed_port()
+    port = hole.port if hole else closed_port()
     try:
         otel_agents.init(otlp_endpoint=f"http://127.0.0.1:{port}")  # never raises
         asyncio.run(fail_once(ScriptedLLM([ssl_connection_error] * 3)))
@@ -260,7 +223,7 @@ def test_shutdown_rejects_a_negative_timeout() -> None:
 def test_metrics_port_serves_prometheus_text() -> None:
     import urllib.request
 
-    port = _closed_port()
+    port = closed_port()
     otel_agents.init(metrics_port=port)
     asyncio.run(fail_once(ScriptedLLM([ssl_connection_error])))
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
