@@ -281,6 +281,7 @@ def _otlp_tracer_provider(settings: _config.Settings) -> TracerProvider:
     from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
     provider = SdkTracerProvider(resource=_resource(settings))
+    _quiet_queue_full()
     exporter = OTLPSpanExporter(
         endpoint=f"{settings.otlp_endpoint}/v1/traces", timeout=EXPORT_TIMEOUT_S
     )
@@ -289,6 +290,31 @@ def _otlp_tracer_provider(settings: _config.Settings) -> TracerProvider:
         BatchSpanProcessor(exporter, max_queue_size=2048, export_timeout_millis=5000)
     )
     return provider
+
+
+class _OncePerInterval(logging.Filter):
+    """Lets one "Queue full" warning through per interval: with the collector down, the SDK
+    logs one for every dropped span, on the thread that ends the span (the event loop)."""
+
+    def __init__(self, interval_s: float = 60.0) -> None:
+        super().__init__()
+        self.interval_s = interval_s
+        self._next = 0.0
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not str(record.msg).startswith("Queue full"):
+            return True
+        now = time.monotonic()
+        if now < self._next:
+            return False
+        self._next = now + self.interval_s
+        return True
+
+
+def _quiet_queue_full() -> None:
+    sdk_logger = logging.getLogger("opentelemetry.sdk._shared_internal")
+    if not any(isinstance(f, _OncePerInterval) for f in sdk_logger.filters):
+        sdk_logger.addFilter(_OncePerInterval())
 
 
 def _otlp_meter_provider(settings: _config.Settings) -> MeterProvider:

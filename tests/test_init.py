@@ -4,6 +4,7 @@ shutdown with the collector down or a black hole."""
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import Iterator
 
@@ -235,3 +236,22 @@ def test_metrics_port_serves_prometheus_text() -> None:
     otel_agents.shutdown()
     with pytest.raises(OSError, match="Connection refused"):
         urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=1)
+
+
+@pytest.mark.usefixtures("clean")
+def test_with_the_collector_down_queue_full_is_logged_once_a_minute(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The SDK logs "Queue full" for every dropped span, on the thread that ends the span (the
+    event loop): the pipeline init() builds lets one through per minute."""
+    otel_agents.init(otlp_endpoint=f"http://127.0.0.1:{closed_port()}")
+    sdk_logger = logging.getLogger("opentelemetry.sdk._shared_internal")
+    try:
+        with caplog.at_level(logging.WARNING, logger="opentelemetry.sdk._shared_internal"):
+            for _ in range(100):
+                sdk_logger.warning("Queue full, dropping %s.", "span")
+            sdk_logger.warning("Exception while exporting %s.", "span")
+        messages = [r.getMessage() for r in caplog.records if r.name == sdk_logger.name]
+        assert messages == ["Queue full, dropping span.", "Exception while exporting span."]
+    finally:
+        otel_agents.shutdown(timeout=1.0)
