@@ -135,15 +135,14 @@ async def _retained(with_otel: bool) -> dict[str, Any]:
 def _series_child() -> dict[str, Any]:
     import logging
     import random
-    import string
 
-    from livekit.agents import APIError, APIStatusError, llm
+    from livekit.agents import llm
     from prometheus_client import REGISTRY
 
     import otel_agents
     from otel_agents import _metrics
     from otel_agents import _names as n
-    from tests.scripted import ScriptedLLM
+    from tests.scripted import ScriptedLLM, random_error, random_word
 
     logging.getLogger(n.LOGGER_NAME).setLevel(logging.CRITICAL)
     otel_agents.init()
@@ -156,30 +155,15 @@ def _series_child() -> dict[str, Any]:
             if s.name.startswith(n.PREFIX) and s.name.endswith("_total")
         )
 
-    def word(rng: random.Random, k: int = 12) -> str:
-        return "".join(rng.choices(string.ascii_letters + string.digits + "_", k=k))
-
     rng = random.Random(1234)
-    bases: list[type[Exception]] = [Exception, APIError, APIStatusError, OSError, TimeoutError]
-    models = [ScriptedLLM(["x"], provider=word(rng)) for _ in range(200)]
+    models = [ScriptedLLM(["x"], provider=random_word(rng)) for _ in range(200)]
     marks = sorted({ERRORS // 100, ERRORS // 10, ERRORS // 4, ERRORS // 2, ERRORS})
     counts: dict[int, int] = {}
     families: dict[int, dict[str, int]] = {}
     budgets = {f.name: _metrics.SERIES_BUDGET[f.name] for f in _metrics.get_metrics().families}
     began = time.monotonic()
     for i in range(1, ERRORS + 1):
-        base = rng.choice(bases)
-        cls = type("E" + word(rng, 6), (base,), {})
-        message = word(rng, rng.randint(0, 40))
-        if base is APIStatusError:
-            error: Exception = cls(message, status_code=rng.randint(100, 599))
-        elif base is APIError:
-            body = {"type": "inference_quota_exceeded", "category": word(rng)}
-            error = cls(message, body=body if i % 3 == 0 else None)
-        else:
-            error = cls(message)
-        if i % 7 == 0:
-            error.__cause__ = type("C" + word(rng, 6), (Exception,), {})(message)
+        error = random_error(rng, i)
         rng.choice(models).emit(
             "error",
             llm.LLMError(

@@ -548,3 +548,41 @@ class PushAudioInput(AudioInput):
 
     async def __anext__(self) -> rtc.AudioFrame:
         return await self.frames.__anext__()
+
+
+# --- random errors (the series-bound test and bench/memory_cost.py) ------------------------------
+
+import random  # noqa: E402
+import string  # noqa: E402
+
+RANDOM_ERROR_BASES: tuple[type[Exception], ...] = (
+    Exception,
+    APIError,
+    APIStatusError,
+    OSError,
+    TimeoutError,
+)
+
+
+def random_word(rng: random.Random, k: int = 12) -> str:
+    return "".join(rng.choices(string.ascii_letters + string.digits + "_", k=k))
+
+
+def random_error(rng: random.Random, i: int) -> Exception:
+    """The ``i``-th error of a random stream: a fresh class with a random name on a random
+    base, a random message, a quota-shaped body on every third livekit ``APIError`` and a
+    random cause on every seventh (class names become ``root_cause`` labels: the bound's test)."""
+    base = rng.choice(RANDOM_ERROR_BASES)
+    cls = type("E" + random_word(rng, 6), (base,), {})
+    message = random_word(rng, rng.randint(0, 40))
+    error: Exception
+    if base is APIStatusError:
+        error = cls(message, status_code=rng.randint(100, 599))
+    elif base is APIError:
+        body = {"type": "inference_quota_exceeded", "category": random_word(rng)}
+        error = cls(message, body=body if i % 3 == 0 else None)
+    else:
+        error = cls(message)
+    if i % 7 == 0:
+        error.__cause__ = type("C" + random_word(rng, 6), (Exception,), {})(message)
+    return error

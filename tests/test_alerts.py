@@ -17,11 +17,12 @@ from typing import Any
 
 import pytest
 import yaml
-from prometheus_bin import promtool
 
 from dashboards import alerts
 from dashboards.alerts import Config, build_rules, write_rules
 from dashboards.catalogue import exported_series, metrics_in
+
+from prometheus_bin import promtool
 
 DASHBOARDS = Path(alerts.__file__).resolve().parent
 RULES = DASHBOARDS / "alerts.yml"

@@ -21,7 +21,7 @@ from otel_agents import _metrics
 from otel_agents import _names as n
 
 from conftest import reset_metrics
-from scripted import ScriptedLLM
+from scripted import ScriptedLLM, random_error, random_word
 
 SERIES_BOUND = sum(b + 1 for b in _metrics.SERIES_BUDGET.values())
 
@@ -62,21 +62,9 @@ def _word(rng: random.Random, k: int = 12) -> str:
 @pytest.mark.usefixtures("metrics_only")
 def test_100k_random_errors_types_messages_and_providers_stay_within_the_series_bound() -> None:
     rng = random.Random(1234)
-    bases: list[type[Exception]] = [Exception, APIError, APIStatusError, OSError, TimeoutError]
-    models = [ScriptedLLM(["x"], provider=_word(rng)) for _ in range(200)]
+    models = [ScriptedLLM(["x"], provider=random_word(rng)) for _ in range(200)]
     for i in range(100_000):
-        base = rng.choice(bases)
-        cls = type("E" + _word(rng, 6), (base,), {})
-        message = _word(rng, rng.randint(0, 40))
-        if base is APIStatusError:
-            error: Exception = cls(message, status_code=rng.randint(100, 599))
-        elif base is APIError:
-            body = {"type": "inference_quota_exceeded", "category": _word(rng)}
-            error = cls(message, body=body if i % 3 == 0 else None)
-        else:
-            error = cls(message)
-        if i % 7 == 0:
-            error.__cause__ = type("C" + _word(rng, 6), (Exception,), {})(message)
+        error = random_error(rng, i)
         emit(rng.choice(models), error, recoverable=rng.random() < 0.6)
     series = otel_agents_series()
     assert series <= SERIES_BOUND <= 500

@@ -18,11 +18,12 @@ from urllib.parse import parse_qs, unquote, urlsplit
 import pytest
 from grafana_foundation_sdk.cog.encoder import JSONEncoder
 from grafana_foundation_sdk.models import dashboard as dm
-from prometheus_bin import promtool
 
 from dashboards import catalogue
 from dashboards import dashboards as d
 from otel_agents import _names as n
+
+from prometheus_bin import promtool
 
 # Grafana's own units these dashboards may use (seconds, counts, ratios 0..1, per-second rates)
 UNITS = frozenset({"s", "short", "percentunit", "ops", "reqps"})

@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+
 from prometheus_bin import alertmanager, prometheus
 
 ROOT = Path(__file__).resolve().parent.parent

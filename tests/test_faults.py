@@ -88,7 +88,6 @@ from livekit.agents import (
 from livekit.agents.types import APIConnectOptions
 from livekit.agents.voice.agent_session import SessionConnectOptions
 from livekit.agents.voice.run_result import ChatMessageEvent
-from netfaults import BlackHole, closed_port
 from opentelemetry.sdk.trace import TracerProvider
 from prometheus_client import REGISTRY
 
@@ -98,6 +97,7 @@ from otel_agents import _names as n
 from otel_agents._record import Recorder
 
 from conftest import reset_metrics
+from netfaults import BlackHole, closed_port
 from scripted import ScriptedLLM, gateway_status_error, raising, ssl_connection_error
 
 TIMEOUT = 10.0  # bound on every await: a hang fails the test instead of the suite

@@ -89,6 +89,7 @@ from otel_agents._record import AttemptRecord, span_attributes
 
 from conftest import reset_metrics
 from scripted import ScriptedLLM, ScriptedRealtimeModel, ScriptedSTT, ScriptedTTS
+from test_classify import Hostile, HostileMeta, HostileStr, boom
 
 SERIES_BOUND = sum(b + 1 for b in _metrics.SERIES_BUDGET.values())
 FUZZ = {"deadline": None, "database": None, "derandomize": True}
@@ -101,46 +102,7 @@ REQUEST = httpx2.Request("POST", "https://agent-gateway.livekit.cloud/v1/chat/co
 # --- hostile values ----------------------------------------------------------------------------
 
 
-class Boom(Exception):
-    pass
-
-
-def boom(*_args: object, **_kwargs: object) -> Any:
-    raise Boom("hostile")
-
-
-class Hostile:
-    """A value every dunder of which raises (``__class__`` included)."""
-
-    __hash__ = boom  # type: ignore[assignment]
-    __eq__ = boom  # type: ignore[assignment]
-    __str__ = boom
-    __repr__ = boom
-    __len__ = boom
-    __iter__ = boom
-    __bool__ = boom
-    __getattr__ = boom
-    __class__ = property(boom)  # type: ignore[assignment]
-
-
-class HostileStr(str):
-    """A string whose own methods all raise."""
-
-    __hash__ = boom  # type: ignore[assignment]
-    __eq__ = boom  # type: ignore[assignment]
-    __len__ = boom
-    __getitem__ = boom
-    __contains__ = boom
-    __str__ = boom
-    lower = boom
-    find = boom
-
-
-class HostileMeta(type):
-    """Classes that cannot be hashed or compared."""
-
-    __hash__ = boom  # type: ignore[assignment]
-    __eq__ = boom  # type: ignore[assignment]
+# Boom, boom, Hostile, HostileStr, HostileMeta: the hostile values of tests/test_classify.py
 
 
 _INTERESTING = [

@@ -12,7 +12,6 @@ import pytest
 from aiohttp import web
 from livekit.agents import APIConnectionError, llm
 from livekit.agents.types import APIConnectOptions
-from netfaults import BlackHole, closed_port
 from opentelemetry import metrics as otel_metrics
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
@@ -23,6 +22,7 @@ from otel_agents import _hooks
 from otel_agents import _names as n
 
 from conftest import reset_metrics
+from netfaults import BlackHole, closed_port
 from scripted import ScriptedLLM, ssl_connection_error
 
 
