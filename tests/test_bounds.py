@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import logging
 import random
-import string
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -53,10 +52,6 @@ def otel_agents_series() -> int:
         for s in metric.samples
         if s.name.startswith(n.PREFIX) and s.name.endswith("_total")
     )
-
-
-def _word(rng: random.Random, k: int = 12) -> str:
-    return "".join(rng.choices(string.ascii_letters + string.digits + "_", k=k))
 
 
 @pytest.mark.usefixtures("metrics_only")
