@@ -4,12 +4,23 @@ Given the exception livekit emits for one failed attempt, find:
 
 * the root cause: the deepest exception, following ``__cause__`` and else ``__context__``
   (even when ``__suppress_context__`` is set: ``raise ... from None`` hides the openai error that
-  still holds the gateway's 429 body), cycle-safe and bounded;
+  still holds the gateway's 429 body), cycle-safe and bounded, and not counting the artefacts
+  at the bottom of the chain (below);
 * the HTTP status, the LiveKit Inference quota fields, the error class and the terminal flag
   (DESIGN.md section 4).
 
 This must run inside the ``"error"`` handler: livekit later re-raises the same exception inside
 ``except StopAsyncIteration``, which overwrites its ``__context__`` and loses the quota body.
+
+Artefacts are never causes. ``CancelledError`` (asyncio's, or any class of that name),
+``StopAsyncIteration`` and ``StopIteration`` at the bottom of a chain are plumbing: the cancel
+scope that httpx2/anyio used to enforce a deadline (a timed-out request ends ``TimeoutError <-
+CancelledError``, as does ``asyncio.wait_for``), or the ``StopAsyncIteration`` livekit's stream
+``__anext__`` leaves as the ``__context__`` of an error it re-raised (an exception object raised
+again later still carries it). When a chain has a link above its trailing artefacts, the root
+cause is the deepest such link and the error class is derived from the chain without those
+artefacts, so the wrapper that states the failure (a timeout, a connection error) decides it.
+A chain made only of artefacts (a bare ``CancelledError``) keeps its deepest link.
 
 Every foreign object is treated as hostile: attribute access, ``str()``, ``json()`` and
 iteration may raise or be huge. Nothing here formats a traceback.
@@ -69,6 +80,8 @@ _TIMEOUT_NAMES: Final = frozenset(
     }
 )
 _CANCELLED_NAMES: Final = frozenset({"CancelledError"})
+#: classes (by name, anywhere in the MRO) that end a chain as plumbing, never as its cause
+_ARTEFACT_NAMES: Final = frozenset({"CancelledError", "StopAsyncIteration", "StopIteration"})
 _CONNECTION_NAMES: Final = frozenset(
     {
         "ConnectionError",
@@ -132,6 +145,7 @@ _TRANSPORT_STATUS_NAMES: Final = frozenset({"HTTPStatusError"})
 _MAX_CACHED_TYPES: Final = 4096
 _type_names: dict[type, str] = {}
 _type_kinds: dict[type, str | None] = {}
+_type_artefacts: dict[type, bool] = {}
 
 
 class Quota(NamedTuple):
@@ -148,6 +162,7 @@ class Classification(NamedTuple):
 
     error_type: str
     status_code: int | None
+    #: the deepest link of the chain that is not an artefact (see :func:`root_index`)
     root: BaseException
     root_cause_type: str
     error_class: str
@@ -223,6 +238,19 @@ def exception_chain(exc: BaseException, limit: int = MAX_CHAIN) -> list[BaseExce
         chain.append(nxt)
         current = nxt
     return chain
+
+
+def root_index(chain: list[BaseException]) -> int:
+    """The index of the root cause in ``chain`` (outermost first, as :func:`exception_chain`
+    builds it): the deepest link that is not an artefact (``CancelledError``,
+    ``StopAsyncIteration``, ``StopIteration``) when the chain has one above its trailing
+    artefacts, else the deepest link. Reads only the trailing artefacts, once each.
+    """
+    last = len(chain) - 1
+    index = last
+    while index >= 0 and _is_artefact(type(chain[index])):
+        index -= 1
+    return index if index >= 0 else last
 
 
 def safe_str(exc: BaseException) -> str:
@@ -337,13 +365,14 @@ def classify(exc: BaseException) -> Classification:
         terminal = is_credit_category(quota.category)
     else:  # rule 3
         terminal = signal is not None or (status is not None and status in TERMINAL_STATUSES)
-    root = chain[-1]
+    index = root_index(chain)
+    root = chain[index]
     return Classification(
         error_type=type_name(type(exc)),
         status_code=status,
         root=root,
         root_cause_type=type_name(type(root)),
-        error_class=_error_class(chain, quota, terminal, signal, status),
+        error_class=_error_class(chain, index, quota, terminal, signal, status),
         quota=quota,
         terminal=terminal,
     )
@@ -769,8 +798,25 @@ def _kind(cls: type) -> str | None:
     return kind
 
 
+def _is_artefact(cls: type) -> bool:
+    """Whether ``cls`` is plumbing that never causes a failure (:data:`_ARTEFACT_NAMES`)."""
+    try:
+        return _type_artefacts[cls]
+    except Exception:  # KeyError, or a metaclass whose __hash__/__eq__ raises
+        pass
+    artefact = False
+    try:
+        artefact = not _ARTEFACT_NAMES.isdisjoint({c.__name__ for c in cls.__mro__})
+        if len(_type_artefacts) < _MAX_CACHED_TYPES:
+            _type_artefacts[cls] = artefact
+    except Exception:
+        pass
+    return artefact
+
+
 def _error_class(
     chain: list[BaseException],
+    root: int,
     quota: Quota | None,
     terminal: bool,
     signal: str | None,
@@ -795,9 +841,10 @@ def _error_class(
             return "server_error"
         if status >= 400:
             return "bad_request"
-    # No status: the root cause says what went wrong; walk outwards if it says nothing.
-    for exc in reversed(chain):
-        kind = _kind(type(exc))
+    # No status: the root cause says what went wrong; walk outwards if it says nothing (the
+    # artefacts below the root are not read: a timeout's cancel scope must not say "cancelled").
+    for i in range(root, -1, -1):
+        kind = _kind(type(chain[i]))
         if kind is not None:
             return kind
     return "unknown"

@@ -51,6 +51,7 @@ from otel_agents._classify import (
     exception_chain,
     find_quota,
     is_credit_category,
+    root_index,
     safe_str,
     type_name,
 )
@@ -205,6 +206,22 @@ def assert_sane(c: Classification) -> None:
         for value in (c.quota.quota_type, c.quota.category, c.quota.hint, c.quota.remaining_limit):
             assert value is None or type(value) is str
         assert c.error_class in ("quota_exhausted", "rate_limited")
+
+
+#: plumbing, never a cause at the bottom of a chain (by class name, anywhere in the MRO)
+ARTEFACTS = frozenset({"CancelledError", "StopAsyncIteration", "StopIteration"})
+
+
+def is_artefact(exc: object) -> bool:
+    return not ARTEFACTS.isdisjoint(k.__name__ for k in type(exc).__mro__)
+
+
+def expected_root(chain: list[BaseException]) -> BaseException:
+    """The rule, restated: the deepest link that is not an artefact, else the deepest link."""
+    for exc in reversed(chain):
+        if not is_artefact(exc):
+            return exc
+    return chain[-1]
 
 
 def timed(fn: Callable[[], object]) -> float:
@@ -425,6 +442,244 @@ def test_classify_of_non_exceptions(make: Callable[[], Any]) -> None:
     assert c.terminal is False
 
 
+# --- artefacts at the bottom of a chain are never the root cause --------------------------------
+
+
+def reraised_in_stop_async_iteration(err: BaseException) -> Callable[[], None]:
+    """As livekit's stream ``__anext__`` re-raises its task's exception (``llm/llm.py``,
+    ``tts/tts.py``, ``stt/stt.py``): inside ``except StopAsyncIteration``."""
+
+    def raise_it() -> None:
+        try:
+            raise StopAsyncIteration
+        except StopAsyncIteration:
+            raise err  # noqa: B904
+
+    return raise_it
+
+
+def over_a_cancel_scope(err: BaseException) -> Callable[[], None]:
+    """``err`` raised while a deadline's ``CancelledError`` is handled (anyio's cancel scopes,
+    ``asyncio.wait_for``): the ``CancelledError`` becomes its ``__context__``."""
+
+    def raise_it() -> None:
+        try:
+            raise asyncio.CancelledError("Cancelled via cancel scope 1; reason: deadline exceeded")
+        except asyncio.CancelledError:
+            raise err  # noqa: B904
+
+    return raise_it
+
+
+def test_a_bare_cancelled_error_stays_cancelled() -> None:
+    c = classify(caught(raising(asyncio.CancelledError())))
+    assert (c.error_class, c.root_cause_type) == ("cancelled", "asyncio.exceptions.CancelledError")
+
+    async def cancelled_task() -> BaseException:
+        task = asyncio.ensure_future(asyncio.sleep(10))
+        await asyncio.sleep(0)
+        task.cancel()
+        try:
+            await task
+        except asyncio.CancelledError as e:
+            return e
+        raise AssertionError("not cancelled")
+
+    exc = asyncio.run(cancelled_task())
+    chain = exception_chain(exc)
+    assert all(is_artefact(e) for e in chain)
+    c = classify(exc)
+    assert (c.error_class, c.root) == ("cancelled", chain[-1])
+
+
+def test_a_connection_error_over_a_cancel_scope() -> None:
+    def raise_it() -> None:
+        try:
+            over_a_cancel_scope(httpx2.ConnectError("connect failed", request=_REQUEST))()
+        except httpx2.ConnectError as e:
+            raise APIConnectionError(retryable=True) from e
+
+    exc = caught(raise_it)
+    assert [type_name(type(e)) for e in exception_chain(exc)] == [
+        "livekit.agents.APIConnectionError",
+        "httpx2.ConnectError",
+        "asyncio.exceptions.CancelledError",
+    ]
+    c = classify(exc)
+    assert (c.error_class, c.root_cause_type, c.terminal) == (
+        "connection",
+        "httpx2.ConnectError",
+        False,
+    )
+    assert root_index(exception_chain(exc)) == 1
+
+
+def test_a_timeout_over_a_cancel_scope() -> None:
+    # httpcore2 on anyio: ReadTimeout <- TimeoutError <- CancelledError
+    def raise_it() -> None:
+        try:
+            over_a_cancel_scope(TimeoutError())()
+        except TimeoutError as e:
+            raise httpx2.ReadTimeout("", request=_REQUEST) from e
+
+    c = classify(caught(raise_it))
+    assert (c.error_class, c.root_cause_type) == ("timeout", "TimeoutError")
+    # a wrapper that says nothing lets the cause speak; the artefact never does
+    c = classify(caught(over_a_cancel_scope(Boom())))
+    assert (c.error_class, c.root_cause_type) == ("unknown", f"{MODULE}.Boom")
+
+
+@pytest.mark.parametrize(
+    ("err", "error_class"),
+    [
+        (APIConnectionError("refused", retryable=True), "connection"),
+        (APITimeoutError(), "timeout"),
+        (RuntimeError("plugin bug"), "internal"),
+        (openai.APITimeoutError(request=_REQUEST), "timeout"),
+    ],
+)
+def test_an_error_reraised_by_a_stream_keeps_its_own_root_cause(
+    err: Exception, error_class: str
+) -> None:
+    exc = caught(reraised_in_stop_async_iteration(err))
+    assert exc is err
+    assert type(exc.__context__) is StopAsyncIteration
+    c = classify(exc)
+    assert (c.root, c.root_cause_type, c.error_class) == (err, type_name(type(err)), error_class)
+    # raised again later, as livekit's test fakes raise one stored exception: the stale
+    # context is still there (a raise outside any handler leaves __context__ as it is)
+    again = caught(raising(err))
+    assert type(again.__context__) is StopAsyncIteration
+    assert classify(again).root_cause_type == type_name(type(err))
+
+
+def test_a_status_error_over_artefacts_keeps_its_status() -> None:
+    exc = caught(reraised_in_stop_async_iteration(APIStatusError("x", status_code=503)))
+    c = classify(exc)
+    assert (c.error_class, c.status_code, c.root_cause_type) == (
+        "server_error",
+        503,
+        "livekit.agents.APIStatusError",
+    )
+
+
+@pytest.mark.parametrize(
+    ("raise_it", "error_class", "root"),
+    [
+        (raising(StopAsyncIteration()), "internal", "StopAsyncIteration"),
+        (raising(StopIteration()), "internal", "StopIteration"),
+        # a CancelledError re-raised by a stream: the chain is all plumbing, kept as it is
+        (
+            reraised_in_stop_async_iteration(asyncio.CancelledError()),
+            "internal",
+            "StopAsyncIteration",
+        ),
+        (
+            over_a_cancel_scope(StopAsyncIteration()),
+            "cancelled",
+            "asyncio.exceptions.CancelledError",
+        ),
+    ],
+)
+def test_chains_of_artefacts_only_keep_their_deepest_link(
+    raise_it: Callable[[], None], error_class: str, root: str
+) -> None:
+    exc = caught(raise_it)
+    chain = exception_chain(exc)
+    assert all(is_artefact(e) for e in chain)
+    c = classify(exc)
+    assert (c.error_class, c.root_cause_type, c.root) == (error_class, root, chain[-1])
+    assert root_index(chain) == len(chain) - 1
+
+
+def test_several_trailing_artefacts_are_skipped_and_only_trailing_ones() -> None:
+    def stacked() -> None:  # RuntimeError <- StopAsyncIteration <- CancelledError
+        try:
+            over_a_cancel_scope(StopAsyncIteration())()
+        except StopAsyncIteration:
+            raise RuntimeError("cannot reuse already awaited coroutine")  # noqa: B904
+
+    exc = caught(stacked)
+    assert len(exception_chain(exc)) == 3
+    c = classify(exc)
+    assert (c.error_class, c.root_cause_type, c.root) == ("internal", "RuntimeError", exc)
+
+    def in_between() -> None:  # APIConnectionError <- StopAsyncIteration <- ssl.SSLError
+        try:
+            try:
+                raise ssl.SSLError("handshake")
+            except ssl.SSLError:
+                raise StopAsyncIteration  # noqa: B904
+        except StopAsyncIteration:
+            raise APIConnectionError()  # noqa: B904
+
+    c = classify(caught(in_between))
+    assert (c.error_class, c.root_cause_type) == ("connection", "ssl.SSLError")
+
+
+def test_any_class_named_cancelled_error_is_an_artefact() -> None:
+    import concurrent.futures
+
+    grpc_like = type("CancelledError", (Exception,), {"__module__": "grpc_like"})
+    subclass = type("ScopeCancelled", (asyncio.CancelledError,), {"__module__": "anyio_like"})
+    named = type("Named", (StopIteration,), {"__module__": "lib"})
+    for artefact in (concurrent.futures.CancelledError(), grpc_like(), subclass(), named()):
+
+        def raise_it(artefact: BaseException = artefact) -> None:
+            try:
+                raise artefact
+            except BaseException:
+                raise RuntimeError("x")  # noqa: B904
+
+        c = classify(caught(raise_it))
+        assert (c.error_class, c.root_cause_type) == ("internal", "RuntimeError")
+        alone = classify(artefact)
+        assert alone.root is artefact
+    # a name that merely contains it is not one
+    near = type("NotCancelledErrorAtAll", (Exception,), {"__module__": "lib"})
+    c = classify(linked(APIConnectionError(), near()))
+    assert c.root_cause_type == "lib.NotCancelledErrorAtAll"
+
+
+def test_hostile_artefacts() -> None:
+    # an unhashable class named CancelledError is still recognised (the cache cannot hold it)
+    unhashable = HostileMeta("CancelledError", (Exception,), {})
+    c = classify(linked(APIConnectionError(), unhashable()))
+    assert (c.error_class, c.root_cause_type) == ("connection", "livekit.agents.APIConnectionError")
+
+    class NoMro(type):
+        def __getattribute__(cls, name: str) -> Any:
+            if name in ("__mro__", "__name__"):
+                raise Boom
+            return super().__getattribute__(name)
+
+    opaque = NoMro("Opaque", (Exception,), {})
+    c = classify(linked(APIConnectionError(), opaque()))
+    assert_sane(c)
+    assert type(c.root) is opaque  # not known to be an artefact: it is the root cause
+
+    class LyingClass(StopAsyncIteration):
+        __class__ = property(boom)  # type: ignore[assignment]
+
+    c = classify(linked(TimeoutError(), LyingClass()))
+    assert (c.error_class, c.root_cause_type) == ("timeout", "TimeoutError")
+    for junk in (Hostile(), "not an exception", None):
+        exc = APIConnectionError()
+        with contextlib.suppress(Exception):
+            exc.__context__ = junk  # type: ignore[assignment]
+        assert_sane(classify(exc))
+
+
+def test_a_chain_of_artefacts_up_to_the_bound() -> None:
+    tail: list[BaseException] = [StopAsyncIteration() for _ in range(2 * MAX_CHAIN)]
+    exc = linked(APITimeoutError(), *tail)
+    assert len(exception_chain(exc)) == MAX_CHAIN
+    c = classify(exc)
+    assert (c.error_class, c.root) == ("timeout", exc)
+    c = classify(tail[0])  # artefacts all the way down to the cut: the deepest one read
+    assert (c.error_class, c.root) == ("internal", tail[MAX_CHAIN - 1])
+
+
 # --- quota body locations (DESIGN section 4) ---------------------------------------------------
 
 
@@ -534,6 +789,8 @@ def test_without_the_context_only_the_category_fragment_is_left() -> None:
     c = classify(exc)
     assert c.quota == Quota(None, "MaxGatewayCredits", None, None)
     assert (c.error_class, c.terminal) == ("quota_exhausted", True)
+    # and that StopAsyncIteration is an artefact, not the root cause
+    assert (c.root, c.root_cause_type) == (exc, "livekit.agents.APIStatusError")
 
 
 def test_quota_from_an_object_body_the_realtime_path() -> None:
@@ -1626,7 +1883,8 @@ def test_classify_never_raises(case: Case) -> None:
     c = classify(exc)
     assert_sane(c)
     chain = exception_chain(exc)
-    assert c.root is chain[-1]
+    assert c.root is expected_root(chain)
+    assert c.root is chain[root_index(chain)]
     assert 1 <= len(chain) <= MAX_CHAIN
     assert len({id(e) for e in chain}) == len(chain)
     assert type(safe_str(exc)) is str
