@@ -20,9 +20,11 @@ ENV_METRICS_PORT: Final = "OTEL_AGENTS_METRICS_PORT"
 ENV_SILENCE_TIMEOUT: Final = "OTEL_AGENTS_SILENCE_TIMEOUT"
 ENV_CAPTURE_MESSAGES: Final = "OTEL_AGENTS_CAPTURE_MESSAGES"
 ENV_SDK_DISABLED: Final = "OTEL_SDK_DISABLED"
+ENV_EXIT_FLUSH_TIMEOUT: Final = "OTEL_AGENTS_EXIT_FLUSH_TIMEOUT"
 
 DEFAULT_SERVICE_NAME: Final = "livekit-agent"
 DEFAULT_SILENCE_TIMEOUT: Final = 8.0
+DEFAULT_EXIT_FLUSH_TIMEOUT: Final = 2.0
 
 _TRUE: Final = frozenset({"1", "true", "yes", "on"})
 _FALSE: Final = frozenset({"0", "false", "no", "off", ""})
@@ -36,6 +38,7 @@ class Settings:
     metrics_host: str
     silence_timeout: float
     capture_messages: bool
+    exit_flush_timeout: float = DEFAULT_EXIT_FLUSH_TIMEOUT
 
 
 def _bad(source: str, value: object, expected: str) -> ValueError:
@@ -106,6 +109,7 @@ def resolve(
     metrics_host: str,
     silence_timeout: float | None,
     capture_messages: bool | None,
+    exit_flush_timeout: float | None = None,
     env: Mapping[str, str] = os.environ,
 ) -> Settings:
     """Merge arguments, environment and defaults into validated settings."""
@@ -148,6 +152,13 @@ def resolve(
     else:
         raise _bad("capture_messages", capture_messages, "True or False")
 
+    if exit_flush_timeout is not None:
+        flush = parse_seconds("exit_flush_timeout", exit_flush_timeout, allow_zero=True)
+    elif env.get(ENV_EXIT_FLUSH_TIMEOUT):
+        flush = parse_seconds(ENV_EXIT_FLUSH_TIMEOUT, env[ENV_EXIT_FLUSH_TIMEOUT], allow_zero=True)
+    else:
+        flush = DEFAULT_EXIT_FLUSH_TIMEOUT
+
     return Settings(
         service_name=service_name,
         otlp_endpoint=endpoint,
@@ -155,4 +166,5 @@ def resolve(
         metrics_host=metrics_host.strip(),
         silence_timeout=timeout,
         capture_messages=capture,
+        exit_flush_timeout=flush,
     )

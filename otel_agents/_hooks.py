@@ -31,7 +31,7 @@ from collections.abc import Callable
 from typing import Any, Final
 
 from . import _labels as lbl
-from . import _session
+from . import _session, _worker
 from ._classify import Classification, classify
 from ._record import AttemptRecord, Recorder
 
@@ -367,7 +367,21 @@ def _wraps() -> list[tuple[str, str, str, Wrap]]:
             lambda original: _session.wrap_start(original, _session_settings),
         )
     )
+    wraps.append(
+        (
+            "livekit.agents.worker",
+            "AgentServer",
+            "run",
+            lambda original: _worker.wrap_run(original, _internal_error),
+        )
+    )
     return wraps
+
+
+def _internal_error(where: str) -> None:
+    recorder = _recorder
+    if recorder is not None:
+        recorder.internal_error(where)
 
 
 def _session_settings() -> tuple[Recorder, float] | None:

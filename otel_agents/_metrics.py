@@ -37,6 +37,15 @@ SERIES_BUDGET: Final[dict[str, int]] = {
 }
 
 
+#: measurements sent to the OTel mirror so far: the export pipeline compares it with what its
+#: collector has accepted to tell whether a flush at exit has anything to send
+_mirror_generation = 0
+
+
+def mirror_generation() -> int:
+    return _mirror_generation
+
+
 def fix_multiprocess_value_class() -> None:
     """Undo prometheus_client's import-order trap (livekit-internals.md section 3.2).
 
@@ -92,7 +101,9 @@ class Family:
         child.inc(amount)
         mirror = self._mirror
         if mirror is not None:
+            global _mirror_generation
             mirror.add(amount, dict(zip(self._label_names, labels, strict=True)))
+            _mirror_generation += 1
 
     def _child(self, labels: tuple[str, ...]) -> Any:
         with self._lock:
@@ -159,7 +170,9 @@ class Histo:
         child.observe(value)
         mirror = self._mirror
         if mirror is not None:
+            global _mirror_generation
             mirror.record(value, dict(zip(self._label_names, labels, strict=True)))
+            _mirror_generation += 1
 
     def clear(self) -> None:
         self._children.clear()
@@ -188,7 +201,9 @@ class LiveGauge:
         self._metric.inc(amount)
         mirror = self._mirror
         if mirror is not None:
+            global _mirror_generation
             mirror.add(amount)
+            _mirror_generation += 1
 
     def value(self) -> float:
         return float(self._metric._value.get())

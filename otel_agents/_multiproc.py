@@ -104,31 +104,33 @@ _registration: _Registration | None = None
 _registration_lock = threading.Lock()
 
 
-def register_process(directory: str | None = None) -> None:
+def register_process(directory: str | None = None, *, again_if_gone: bool = False) -> None:
     """Hold this process's liveness lock in ``directory`` (default: the multiprocess directory).
 
-    A no-op when multiprocess mode is off or this pid is registered already. Never raises:
-    failures are logged and counted in ``otel_agents_internal_errors_total{where="liveness"}``.
+    A no-op when multiprocess mode is off or this pid is registered already (with
+    ``again_if_gone``: and its lock file is still in place; livekit's worker deletes it when it
+    empties the directory). Never raises: failures are logged and counted in
+    ``otel_agents_internal_errors_total{where="liveness"}``.
     """
     try:
         directory = directory or multiproc_dir()
         if directory:
-            _register(directory)
+            _register(directory, again_if_gone)
     except FileNotFoundError:
         # the worker has not created the directory yet (livekit makes it in Worker.run): such
         # a process is simply never reaped
         logger.debug("otel_agents: no multiprocess directory yet: %s", directory)
     except Exception as exc:
         logger.warning("otel_agents: cannot register process liveness in %s: %r", directory, exc)
-        _count_error()
+        count_error()
 
 
-def _register(directory: str) -> None:
+def _register(directory: str, again_if_gone: bool = False) -> None:
     global _registration
     pid = os.getpid()
     with _registration_lock:
         old = _registration
-        if old is not None and old.pid == pid:
+        if old is not None and old.pid == pid and not (again_if_gone and _gone(old)):
             return
         if old is not None:  # a forked child holds the parent's fd but not its lock
             _registration = None
@@ -150,6 +152,15 @@ def _register(directory: str) -> None:
         _registration = _Registration(pid, fd, path)
 
 
+def _gone(registration: _Registration) -> bool:
+    """Whether the lock file is no longer at its path (stat only: opening it would drop the
+    lock, see the module docstring)."""
+    try:
+        return not _same_file(os.stat(registration.path), os.fstat(registration.fd))
+    except FileNotFoundError:
+        return True
+
+
 def after_fork_in_child() -> None:
     """``os.register_at_fork(after_in_child=...)``: the child has a new pid and no lock."""
     global _registration_lock
@@ -157,7 +168,7 @@ def after_fork_in_child() -> None:
     register_process()
 
 
-def _count_error() -> None:
+def count_error() -> None:
     with contextlib.suppress(Exception):
         from . import _labels
         from ._metrics import get_metrics
@@ -670,7 +681,8 @@ class _ReadyFiles:
             if not entry.name.endswith(".db"):
                 continue
             try:
-                if entry.stat().st_size >= _HEADER_BYTES:
+                # a directory (or anything but a file) named *.db would fail the whole scrape
+                if entry.is_file() and entry.stat().st_size >= _HEADER_BYTES:
                     files.append(entry.path)
             except FileNotFoundError:
                 continue

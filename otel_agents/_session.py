@@ -33,7 +33,7 @@ from opentelemetry.trace import SpanKind
 
 from . import _labels as lbl
 from . import _names as n
-from ._classify import classify, exception_chain, safe_message, type_name
+from ._classify import classify, exception_chain, root_index, safe_message, type_name
 from ._record import AttemptRecord, Recorder, exportable, log
 from ._redact import clean_message
 
@@ -44,6 +44,8 @@ current: contextvars.ContextVar[weakref.ref[SessionTracker] | None] = contextvar
     "otel_agents_session", default=None
 )
 _open: weakref.WeakSet[SessionTracker] = weakref.WeakSet()
+#: closed, their span and log record waiting for the job's shutdown reason (held by a timer)
+_unpublished: weakref.WeakSet[SessionTracker] = weakref.WeakSet()
 _by_session: weakref.WeakKeyDictionary[object, SessionTracker] = weakref.WeakKeyDictionary()
 
 _EVENTS: Final = (
@@ -90,12 +92,13 @@ class SessionTracker:
         "job_shutdown_reason",
         "loop",
         "pending_events",
+        "publish_timer",
+        "published",
         "recorder",
         "seen_errors",
         "session",
         "silence_timeout",
         "span",
-        "span_end_timer",
         "started_at",
         "terminal",
         "time_to_first_speech",
@@ -114,7 +117,8 @@ class SessionTracker:
         self.started_at = time.time()
         self.loop: asyncio.AbstractEventLoop | None = None
         self.span: trace.Span | None = None
-        self.span_end_timer: asyncio.TimerHandle | None = None
+        self.publish_timer: asyncio.TimerHandle | None = None
+        self.published = False
         self.pending_events: list[tuple[str, dict[str, Any], int]] = []
         self.handlers: list[tuple[str, Callable[[Any], None]]] = []
         self.user_spoke = False
@@ -174,7 +178,9 @@ class SessionTracker:
         self.pending_events.clear()
 
     def finalize(self, reason: str) -> None:
-        """Close the books: metrics, span, log record; drop every reference to the session."""
+        """Close the books: metrics now; the span and the ``session_closed`` record when the
+        job's shutdown reason is known (see :meth:`publish`). Drops every reference to the
+        session."""
         if self.closed:
             return
         self.closed = True
@@ -189,51 +195,63 @@ class SessionTracker:
             m.silent_sessions.inc((self.close_reason,))
         m.session_duration.observe(max(0.0, self.closed_at - self.started_at), (self.close_reason,))
         m.sessions_active.add(-1)
-        fields = self.fields()
         span = self.span
         if span is not None:
             try:
-                span.set_attributes(_span_attributes(fields))
+                span.set_attributes(_span_attributes(self.fields()))
                 if self.close_reason == "error":
                     span.set_status(trace.Status(trace.StatusCode.ERROR, self.close_error_type))
-                if (
-                    self.loop is not None
-                    and _job_context() is not None
-                    and not self.job_shutdown_reason
-                ):
-                    # the job's shutdown reason arrives after close, from its shutdown callbacks
-                    self.span_end_timer = self.loop.call_later(
-                        JOB_SHUTDOWN_GRACE_S, self.end_span, context=contextvars.Context()
-                    )
-                else:
-                    self.end_span()
+            except Exception:
+                self.recorder.internal_error("export_span")
+        self._detach()
+        if not self.job_shutdown_reason and self._on_own_loop() and _job_context() is not None:
+            # the job's shutdown reason arrives after close, from its shutdown callbacks: the
+            # span and the log record wait for it (bounded)
+            assert self.loop is not None
+            self.publish_timer = self.loop.call_later(
+                JOB_SHUTDOWN_GRACE_S, self.publish, context=contextvars.Context()
+            )
+            _unpublished.add(self)
+        else:
+            self.publish()
+
+    def _on_own_loop(self) -> bool:
+        try:
+            return self.loop is not None and asyncio.get_running_loop() is self.loop
+        except RuntimeError:  # no running loop: process exit, shutdown() from a thread
+            return False
+
+    def publish(self) -> None:
+        """End the span and write the ``session_closed`` record (once, after close)."""
+        if self.published or not self.closed:
+            return
+        self.published = True
+        _unpublished.discard(self)
+        if self.publish_timer is not None:
+            self.publish_timer.cancel()
+            self.publish_timer = None
+        span, self.span = self.span, None
+        if span is not None:
+            try:
+                if self.job_shutdown_reason is not None:
+                    span.set_attribute(n.S_JOB_SHUTDOWN_REASON, self.job_shutdown_reason)
+                span.end(end_time=int(self.closed_at * 1e9))
             except Exception:
                 self.recorder.internal_error("export_span")
         try:
             _log(
                 logging.INFO if not self.silent else logging.WARNING,
                 n.LOG_SESSION_CLOSED,
-                fields,
+                self.fields(),
                 span,
             )
         except Exception:
             self.recorder.internal_error("export_log")
-        self._detach()
-
-    def end_span(self) -> None:
-        span, self.span = self.span, None
-        if self.span_end_timer is not None:
-            self.span_end_timer.cancel()
-            self.span_end_timer = None
-        if span is not None:
-            if self.job_shutdown_reason is not None:
-                span.set_attribute(n.S_JOB_SHUTDOWN_REASON, self.job_shutdown_reason)
-            span.end(end_time=int(self.closed_at * 1e9))
 
     def on_job_shutdown(self, reason: str) -> None:
         self.job_shutdown_reason = reason
         if self.closed:
-            self.end_span()
+            self.publish()
         else:
             self.finalize("job_shutdown")
 
@@ -535,15 +553,17 @@ def _sessions_on(loop: asyncio.AbstractEventLoop) -> list[SessionTracker]:
 def forget_inherited() -> None:
     """In a forked child: drop the parent's sessions, which this process must not close."""
     _open.clear()
+    _unpublished.clear()
     _by_session.clear()
 
 
 def finalize_all(reason: str = "other") -> None:
-    """Close the books of every session still open (process exit, shutdown())."""
-    for tracker in list(_open):
+    """Close the books of every session still open, and publish every closed one still waiting
+    for its job's shutdown reason (process exit, shutdown())."""
+    for tracker in [*_open, *_unpublished]:
         try:
             tracker.finalize(reason)
-            tracker.end_span()
+            tracker.publish()
         except Exception:
             tracker.recorder.internal_error("session_hook")
 
@@ -589,7 +609,8 @@ def _record_task_error(loop: asyncio.AbstractEventLoop, context: dict[str, Any])
     message = context.get("message")
     if not isinstance(message, str) or "never retrieved" not in message:
         return
-    root = exception_chain(exc)[-1]
+    chain = exception_chain(exc)
+    root = chain[root_index(chain)]
     root_type = type_name(type(root))
     recorder.metrics.unhandled_task_errors.inc((lbl.root_cause(root_type),))
     future = context.get("future") or context.get("task")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import multiprocessing
 import threading
@@ -15,16 +16,12 @@ from opentelemetry import trace
 from opentelemetry.metrics import MeterProvider
 from opentelemetry.trace import TracerProvider
 
-from . import _config, _hooks, _multiproc, _session, _span_redaction
+from . import _config, _hooks, _multiproc, _pipeline, _process_files, _session, _span_redaction
 from . import _names as n
 from ._metrics import get_metrics
 from ._record import Recorder
 
 logger = logging.getLogger(n.LOGGER_NAME)
-
-#: the OTLP exporters' own per-request timeout: export runs on the SDK's worker threads, never
-#: on the event loop, and a black-hole collector costs at most this per batch
-EXPORT_TIMEOUT_S = 5.0
 
 
 @dataclass
@@ -34,13 +31,17 @@ class _State:
     meter_provider: MeterProvider | None
     owned: list[Any] = field(default_factory=list)  # providers we created and must shut down
     server: Any = None
+    #: the tracer provider our spans go to (given, built, or the host's global one)
+    flushed_provider: Any = None
 
 
 _state: _State | None = None
 _lock = threading.Lock()
 
 
+@functools.cache
 def _version() -> str:
+    # reads the installed metadata (a few ms): once per process, in livekit's forkserver
     try:
         from importlib.metadata import version
 
@@ -59,6 +60,7 @@ def init(
     capture_messages: bool | None = None,
     tracer_provider: TracerProvider | None = None,
     meter_provider: MeterProvider | None = None,
+    exit_flush_timeout: float | None = None,
 ) -> None:
     """Start recording every failed provider attempt of LiveKit Agents.
 
@@ -81,6 +83,10 @@ def init(
         tracer_provider: send spans (ours and livekit's) to this provider instead.
         meter_provider: also send the metrics, as OTel metrics, to this provider. Never set as
             the global provider: livekit owns that one.
+        exit_flush_timeout: the most a process's exit may wait for its spans, OTLP metrics and
+            log records to be flushed (livekit's job processes end through ``os._exit``, which
+            skips the SDK's own exit hooks); else ``OTEL_AGENTS_EXIT_FLUSH_TIMEOUT``, else 2.
+            A process with nothing pending exits without waiting.
 
     A second call warns and does nothing. ``OTEL_SDK_DISABLED=true`` makes it a no-op. It never
     raises because a backend is unreachable; it raises ``ValueError`` for invalid settings.
@@ -104,17 +110,27 @@ def init(
             metrics_host=metrics_host,
             silence_timeout=silence_timeout,
             capture_messages=capture_messages,
+            exit_flush_timeout=exit_flush_timeout,
         )
         state = _State(settings, tracer_provider, meter_provider)
+        # livekit's worker creates the directory only later, and a metric cannot be created in
+        # a missing one
+        _process_files.ensure_directory()
         # hold this process's liveness lock, so the sidecar can tell when it has died
         _multiproc.register_process()
         metrics = get_metrics()
-        if state.tracer_provider is None and settings.otlp_endpoint:
-            state.tracer_provider = _otlp_tracer_provider(settings)
-            state.owned.append(state.tracer_provider)
-        if state.meter_provider is None and settings.otlp_endpoint:
-            state.meter_provider = _otlp_meter_provider(settings)
-            state.owned.append(state.meter_provider)
+        if settings.otlp_endpoint and None in (state.tracer_provider, state.meter_provider):
+            resource = _pipeline.resource(settings.service_name)
+            if state.tracer_provider is None:
+                state.tracer_provider = _pipeline.otlp_tracer_provider(
+                    settings.otlp_endpoint, resource
+                )
+                state.owned.append(state.tracer_provider)
+            if state.meter_provider is None:
+                state.meter_provider = _pipeline.otlp_meter_provider(
+                    settings.otlp_endpoint, resource
+                )
+                state.owned.append(state.meter_provider)
 
         tracer = None
         provider = state.tracer_provider
@@ -123,6 +139,7 @@ def init(
         ):
             provider = trace.get_tracer_provider()  # the host configured a global SDK provider
         if provider is not None:
+            state.flushed_provider = provider
             tracer = provider.get_tracer("otel_agents", _version())
             if state.tracer_provider is not None:
                 from livekit.agents.telemetry import set_tracer_provider
@@ -166,27 +183,13 @@ def shutdown(timeout: float = 2.0) -> None:
             _give_livekit_back_the_global_tracer()
         if state.server is not None:
             _stop_metrics_server(state.server)
-    providers: list[Any] = [p for p in (state.tracer_provider, state.meter_provider) if p]
-
-    def flush_and_close() -> None:
-        for provider in providers:
-            remaining_ms = max(0, int((deadline - time.monotonic()) * 1000))
-            try:
-                provider.force_flush(timeout_millis=remaining_ms)
-            except Exception:
-                logger.debug("otel_agents: flush failed", exc_info=False)
-        for provider in state.owned:
-            try:
-                provider.shutdown()
-            except Exception:
-                logger.debug("otel_agents: provider shutdown failed", exc_info=False)
-
-    # A black-hole collector can hold an exporter for its whole timeout: run the flush on a
-    # daemon thread and stop waiting at the deadline.
-    worker = threading.Thread(target=flush_and_close, name="otel_agents.shutdown", daemon=True)
-    worker.start()
-    worker.join(max(0.0, deadline - time.monotonic()))
-    if worker.is_alive():
+    # the providers init() built are shut down, which flushes them; the others only flushed
+    if not _pipeline.flush(
+        [p for p in (state.flushed_provider, state.meter_provider) if p not in state.owned],
+        deadline=deadline,
+        close=state.owned,
+        name="otel_agents.shutdown",
+    ):
         logger.warning("otel_agents: shutdown timed out after %.1fs; telemetry dropped", timeout)
 
 
@@ -238,6 +241,8 @@ def _register_finalizer(_: object = None) -> None:
 
 
 def _at_exit() -> None:
+    """Close the books of open sessions, then flush every record of this process, within
+    ``exit_flush_timeout``: a job process ends through ``os._exit`` right after this."""
     import os
 
     if getattr(_at_exit, "done_in", None) == os.getpid():
@@ -252,6 +257,27 @@ def _at_exit() -> None:
             multiprocess.mark_process_dead(os.getpid())  # type: ignore[no-untyped-call]
         except Exception:
             pass
+    state = _state
+    if state is None:
+        return
+    started = time.monotonic()
+    complete = _pipeline.flush(
+        (state.flushed_provider, state.meter_provider),
+        deadline=started + state.settings.exit_flush_timeout,
+        logs=True,
+        name="otel_agents.exit_flush",
+    )
+    seconds = time.monotonic() - started
+    if not complete:
+        logger.warning(
+            "otel_agents: exit flush timed out after %.1fs; telemetry dropped",
+            state.settings.exit_flush_timeout,
+            extra={"exit_flush_seconds": seconds},
+        )
+    else:
+        logger.debug(
+            "otel_agents: exit flush took %.3fs", seconds, extra={"exit_flush_seconds": seconds}
+        )
 
 
 def _give_livekit_back_the_global_tracer() -> None:
@@ -267,68 +293,6 @@ def _give_livekit_back_the_global_tracer() -> None:
 def settings() -> _config.Settings | None:
     """The settings in force, or ``None`` before ``init()``."""
     return _state.settings if _state is not None else None
-
-
-def _resource(settings: _config.Settings) -> Any:
-    from opentelemetry.sdk.resources import Resource
-
-    return Resource.create({"service.name": settings.service_name})
-
-
-def _otlp_tracer_provider(settings: _config.Settings) -> TracerProvider:
-    from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
-    from opentelemetry.sdk.trace import TracerProvider as SdkTracerProvider
-    from opentelemetry.sdk.trace.export import BatchSpanProcessor
-
-    provider = SdkTracerProvider(resource=_resource(settings))
-    _quiet_queue_full()
-    exporter = OTLPSpanExporter(
-        endpoint=f"{settings.otlp_endpoint}/v1/traces", timeout=EXPORT_TIMEOUT_S
-    )
-    # bounded queue: with the collector down, spans are dropped rather than piling up
-    provider.add_span_processor(
-        BatchSpanProcessor(exporter, max_queue_size=2048, export_timeout_millis=5000)
-    )
-    return provider
-
-
-class _OncePerInterval(logging.Filter):
-    """Lets one "Queue full" warning through per interval: with the collector down, the SDK
-    logs one for every dropped span, on the thread that ends the span (the event loop)."""
-
-    def __init__(self, interval_s: float = 60.0) -> None:
-        super().__init__()
-        self.interval_s = interval_s
-        self._next = 0.0
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        if not str(record.msg).startswith("Queue full"):
-            return True
-        now = time.monotonic()
-        if now < self._next:
-            return False
-        self._next = now + self.interval_s
-        return True
-
-
-def _quiet_queue_full() -> None:
-    sdk_logger = logging.getLogger("opentelemetry.sdk._shared_internal")
-    if not any(isinstance(f, _OncePerInterval) for f in sdk_logger.filters):
-        sdk_logger.addFilter(_OncePerInterval())
-
-
-def _otlp_meter_provider(settings: _config.Settings) -> MeterProvider:
-    from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter
-    from opentelemetry.sdk.metrics import MeterProvider as SdkMeterProvider
-    from opentelemetry.sdk.metrics.export import PeriodicExportingMetricReader
-
-    exporter = OTLPMetricExporter(
-        endpoint=f"{settings.otlp_endpoint}/v1/metrics", timeout=EXPORT_TIMEOUT_S
-    )
-    reader = PeriodicExportingMetricReader(
-        exporter, export_interval_millis=15_000, export_timeout_millis=5_000
-    )
-    return SdkMeterProvider(resource=_resource(settings), metric_readers=[reader])
 
 
 def _start_metrics_server(settings: _config.Settings) -> Any:

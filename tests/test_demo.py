@@ -17,19 +17,16 @@ import sys
 import threading
 import urllib.request
 from collections import Counter, defaultdict
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import pytest
-from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
-    ExportMetricsServiceRequest,
-)
-from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from prometheus_client.parser import text_string_to_metric_families
 
 from otel_agents import _names as n
 from otel_agents.demo.tracefile import read_spans
+
+from otlp import OtlpReceiver
 
 RUN_TIMEOUT = 90.0
 PROVIDER = "livekit"  # the inference plugins' provider name
@@ -192,45 +189,6 @@ def session_of(attrs: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-class OtlpReceiver:
-    """An OTLP/HTTP receiver on 127.0.0.1 (a thread) that decodes what it is sent."""
-
-    def __init__(self) -> None:
-        self.spans: list[Any] = []
-        self.metric_names: set[str] = set()
-        receiver = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                body = self.rfile.read(int(self.headers["Content-Length"]))
-                if self.path == "/v1/traces":
-                    request = ExportTraceServiceRequest.FromString(body)
-                    for resource_spans in request.resource_spans:
-                        for scope_spans in resource_spans.scope_spans:
-                            receiver.spans.extend(scope_spans.spans)
-                elif self.path == "/v1/metrics":
-                    metrics = ExportMetricsServiceRequest.FromString(body)
-                    for resource_metrics in metrics.resource_metrics:
-                        for scope_metrics in resource_metrics.scope_metrics:
-                            receiver.metric_names.update(m.name for m in scope_metrics.metrics)
-                self.send_response(200)
-                self.send_header("Content-Type", "application/x-protobuf")
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-
-            def log_message(self, format: str, *args: Any) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-
-
 @pytest.fixture(scope="module")
 def demo_run(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     """One full, non-serving demo run, shared by the tests that read its output; it also
@@ -257,7 +215,7 @@ def demo_run(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
         receiver.close()
     return {
         "otlp_spans": receiver.spans,
-        "otlp_metrics": receiver.metric_names,
+        "otlp_metrics": {p.metric for export in receiver.metric_exports for p in export},
         "returncode": done.returncode,
         "stdout": done.stdout,
         "stderr": done.stderr,

@@ -92,7 +92,7 @@ from opentelemetry.sdk.trace import TracerProvider
 from prometheus_client import REGISTRY
 
 import otel_agents
-from otel_agents import _hooks, _metrics, _session, _setup
+from otel_agents import _hooks, _metrics, _pipeline, _session
 from otel_agents import _names as n
 from otel_agents._record import Recorder
 
@@ -412,7 +412,7 @@ def collector_that_is(kind: str) -> Iterator[tuple[str, Callable[[], int]]]:
     if kind == "down":
         yield f"http://127.0.0.1:{closed_port()}", lambda: -1
     elif kind == "slow":
-        slow = SlowCollector(delay=_setup.EXPORT_TIMEOUT_S + 2)
+        slow = SlowCollector(delay=_pipeline.EXPORT_TIMEOUT_S + 2)
         try:
             yield f"http://127.0.0.1:{slow.port}", lambda: slow.requests
         finally:

@@ -9,7 +9,6 @@ import time
 from collections.abc import Iterator
 
 import pytest
-from aiohttp import web
 from livekit.agents import APIConnectionError, llm
 from livekit.agents.types import APIConnectOptions
 from opentelemetry import metrics as otel_metrics
@@ -23,6 +22,7 @@ from otel_agents import _names as n
 
 from conftest import reset_metrics
 from netfaults import BlackHole, closed_port
+from otlp import OtlpReceiver
 from scripted import ScriptedLLM, ssl_connection_error
 
 
@@ -142,55 +142,22 @@ def test_meter_provider_is_used_but_never_made_global() -> None:
     ]
 
 
-class Collector:
-    """An OTLP/HTTP receiver on 127.0.0.1 that keeps the raw protobuf bodies it gets."""
-
-    def __init__(self) -> None:
-        self.bodies: dict[str, list[bytes]] = {"/v1/traces": [], "/v1/metrics": []}
-        self._runner: web.AppRunner | None = None
-        self.url = ""
-
-    async def _receive(self, request: web.Request) -> web.Response:
-        self.bodies[request.path].append(await request.read())
-        return web.Response(body=b"", content_type="application/x-protobuf")
-
-    async def start(self) -> None:
-        app = web.Application()
-        app.router.add_post("/v1/traces", self._receive)
-        app.router.add_post("/v1/metrics", self._receive)
-        self._runner = web.AppRunner(app)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        await site.start()
-        port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-        self.url = f"http://127.0.0.1:{port}"
-
-    async def stop(self) -> None:
-        assert self._runner is not None
-        await self._runner.cleanup()
-
-
 @pytest.mark.asyncio
 @pytest.mark.usefixtures("clean")
 async def test_otlp_endpoint_exports_traces_and_metrics() -> None:
-    collector = Collector()
-    await collector.start()
-    try:
+    with OtlpReceiver() as collector:
         otel_agents.init(otlp_endpoint=collector.url, service_name="otlp-test")
         assert otel_metrics.get_meter_provider().__class__.__name__.startswith(
             ("_Proxy", "NoOp", "_DefaultMeterProvider")
         )
         await fail_once(ScriptedLLM([ssl_connection_error]))
-        # export runs on the SDK's threads and posts to our loop's server: flush off-loop
+        # export runs on the SDK's threads: flush off the loop
         await asyncio.get_running_loop().run_in_executor(None, otel_agents.shutdown, 10.0)
-    finally:
-        await collector.stop()
-    traces = b"".join(collector.bodies["/v1/traces"])
-    metrics = b"".join(collector.bodies["/v1/metrics"])
-    assert b"otel_agents.attempt_failed" in traces
-    assert b"ssl.SSLCertVerificationError" in traces
-    assert b"otlp-test" in traces
-    assert b"otel_agents.attempt_failures" in metrics
+    (span,) = collector.spans_named(n.SPAN_ATTEMPT_FAILED)
+    assert span.attributes[n.A_ROOT_CAUSE_TYPE] == "ssl.SSLCertVerificationError"
+    assert span.resource["service.name"] == "otlp-test"
+    points = [p for export in collector.metric_exports for p in export]
+    assert {p.metric for p in points} >= {"otel_agents.attempt_failures"}
 
 
 @pytest.mark.parametrize("collector", ["closed_port", "black_hole"])
