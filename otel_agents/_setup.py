@@ -197,8 +197,9 @@ _exit_hooks_registered = False
 
 
 def _register_exit_hooks() -> None:
-    """At process exit: close the books of sessions still open, and remove this process's
-    live-gauge files so that a dead job process leaves no stale count behind."""
+    """At process exit (:func:`_at_exit`): close the books of sessions still open, remove this
+    process's live-gauge files so that a dead job process leaves no stale count behind, and
+    flush its records within ``exit_flush_timeout``."""
     global _exit_hooks_registered
     if _exit_hooks_registered:
         return
@@ -209,9 +210,9 @@ def _register_exit_hooks() -> None:
 
     atexit.register(_at_exit)
     # livekit's job processes are multiprocessing children: they leave through os._exit,
-    # which skips atexit but runs multiprocessing's own finalizers. A forked child (fork,
-    # forkserver) starts with that registry cleared, then runs the after-fork hooks: register
-    # the finalizer again there.
+    # which skips atexit but runs multiprocessing's own finalizers. A child (fork, forkserver,
+    # spawn) clears that registry after importing the agent module, then runs the after-fork
+    # hooks: register the finalizer again there.
     _register_finalizer()
     util.register_after_fork(_EXIT_HOOKS, _in_forked_child)
     # a bare os.fork() child too: its atexit must not close the parent's sessions

@@ -38,22 +38,13 @@ def wrap_run(original: Callable[..., Any], on_error: Callable[[str], None]) -> C
     async def run(self: Any, *args: Any, **kwargs: Any) -> Any:
         try:
             register_preload()
-            self.once("worker_started", _on_worker_started(on_error))
+            # emitted after run() has emptied the directory; restore() never raises
+            self.once("worker_started", _process_files.restore)
         except Exception:
             on_error("instrument")
         return await original(self, *args, **kwargs)
 
     return run
-
-
-def _on_worker_started(on_error: Callable[[str], None]) -> Callable[[], None]:
-    def restore() -> None:
-        try:
-            _process_files.restore()
-        except Exception:
-            on_error("liveness")
-
-    return restore
 
 
 def register_preload() -> None:
@@ -69,9 +60,4 @@ def register_preload() -> None:
 
     from ._setup import _version
 
-    class OtelAgentsPlugin(Plugin):
-        pass
-
-    Plugin.register_plugin(
-        OtelAgentsPlugin(title="otel-agents", version=_version(), package=PRELOAD_MODULE)
-    )
+    Plugin.register_plugin(Plugin(title="otel-agents", version=_version(), package=PRELOAD_MODULE))

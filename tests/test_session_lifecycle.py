@@ -392,10 +392,11 @@ async def test_a_closed_session_span_waits_for_the_job_shutdown_reason(telemetry
         await asyncio.wait_for(session.aclose(), TIMEOUT)
         closed_at = time.time_ns()
 
-        # counted at close; the span is not exported yet
+        # counted at close; the span and the log record are not written yet
         assert telemetry.series() == {**session_series(), REQUEST_OK: 1}
         assert gauge(n.SESSIONS_ACTIVE) == 0
         assert telemetry.spans(n.SPAN_SESSION) == []
+        assert telemetry.logs(n.LOG_SESSION_CLOSED) == []
         assert no_open_sessions()
 
         await run_job_shutdown_callbacks(job, "room deleted")
@@ -405,6 +406,10 @@ async def test_a_closed_session_span_waits_for_the_job_shutdown_reason(telemetry
     assert span.attributes[n.S_JOB_SHUTDOWN_REASON] == "room deleted"
     assert span.end_time is not None
     assert span.end_time <= closed_at
+    (record,) = telemetry.logs(n.LOG_SESSION_CLOSED)
+    assert record.job_shutdown_reason == "room deleted"
+    assert record.close_reason == "user_initiated"
+    assert record.span_id == format(span.context.span_id, "016x")
     assert telemetry.series() == {**session_series(), REQUEST_OK: 1}  # nothing counted twice
 
 
@@ -423,6 +428,24 @@ async def test_a_held_span_ends_after_the_grace_period_without_job_shutdown(
     span = the_session_span(telemetry)
     assert span.attributes[n.S_CLOSE_REASON] == "user_initiated"
     assert n.S_JOB_SHUTDOWN_REASON not in span.attributes
+    (record,) = telemetry.logs(n.LOG_SESSION_CLOSED)
+    assert record.job_shutdown_reason is None
+
+
+@pytest.mark.asyncio
+async def test_a_held_record_is_written_at_process_exit(telemetry) -> None:
+    """A session closed in a job whose shutdown reason never comes (the process ends first):
+    the exit hook writes its span and record."""
+    with fake_job_context():
+        session = new_session()
+        await start(session)
+        await asyncio.wait_for(session.aclose(), TIMEOUT)
+        assert telemetry.logs(n.LOG_SESSION_CLOSED) == []
+        _session.finalize_all("other")  # what the exit hook does
+
+    (record,) = telemetry.logs(n.LOG_SESSION_CLOSED)
+    assert record.close_reason == "user_initiated"  # closed before, not re-closed as "other"
+    assert the_session_span(telemetry).attributes[n.S_CLOSE_REASON] == "user_initiated"
 
 
 # --- 4. processes that exit with a session open ----------------------------------------------
