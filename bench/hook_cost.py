@@ -23,7 +23,7 @@ from livekit.agents import llm
 
 import otel_agents
 from bench import _common as c
-from otel_agents import _names as n
+from otel_agents import names as n
 from tests.scripted import ScriptedLLM, gateway_status_error, ssl_connection_error
 
 BATCH = c.size("hook_batch", 500, 200)

@@ -141,7 +141,7 @@ def _series_child() -> dict[str, Any]:
 
     import otel_agents
     from otel_agents import _metrics
-    from otel_agents import _names as n
+    from otel_agents import names as n
     from tests.scripted import ScriptedLLM, random_error, random_word
 
     logging.getLogger(n.LOGGER_NAME).setLevel(logging.CRITICAL)

@@ -44,7 +44,7 @@ from prometheus_client.multiprocess import MultiProcessCollector
 
 from bench import _common as c
 from otel_agents import _multiproc
-from otel_agents import _names as n
+from otel_agents import names as n
 from otel_agents._sidecar import MetricsServer, start_metrics_server
 
 BUDGET = 500

@@ -35,7 +35,7 @@ from typing import Any, Final
 
 import yaml
 
-from otel_agents import _names as n
+from otel_agents import names as n
 
 #: where the runbook lives; each alert links to its section (``#<alertname in lower case>``)
 RUNBOOK_URL: Final = "https://github.com/otel-agents/otel-agents/blob/main/dashboards/runbook.md"

@@ -1,6 +1,6 @@
 """Every metric a dashboard query or an alert rule may name, and a finder for the names used.
 
-The catalogue is built from ``otel_agents._names`` (where every metric name lives) and the
+The catalogue is built from ``otel_agents.names`` (where every metric name lives) and the
 types ``otel_agents._metrics`` gives them, so a query naming a metric that does not exist, or a
 histogram series that is not exported, fails a test instead of an on-call engineer's night.
 """
@@ -12,7 +12,7 @@ from typing import Final
 
 from prometheus_client import CollectorRegistry
 
-from otel_agents import _names as n
+from otel_agents import names as n
 
 #: series Prometheus makes itself, which queries may use alongside ours
 PROMETHEUS_SERIES: Final = frozenset({"ALERTS", "ALERTS_FOR_STATE", "up", "scrape_samples_scraped"})

@@ -35,7 +35,7 @@ from grafana_foundation_sdk.models import dashboard as dm
 from grafana_foundation_sdk.models.prometheus import PromQueryFormat
 from grafana_foundation_sdk.models.tempo import SearchTableType
 
-from otel_agents import _names as n
+from otel_agents import names as n
 
 HERE: Final = Path(__file__).resolve().parent
 TAGS: Final = ("livekit-agents", "otel-agents")

@@ -17,7 +17,7 @@ from typing import Any, Final
 
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram, values
 
-from . import _names as n
+from . import names as n
 
 #: series each family may create before new label sets fold into ``other``
 SERIES_BUDGET: Final[dict[str, int]] = {

@@ -67,7 +67,7 @@ from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamil
 from prometheus_client.mmap_dict import MmapedDict
 from prometheus_client.multiprocess import MultiProcessCollector
 
-from . import _names as n
+from . import names as n
 
 logger = logging.getLogger(n.LOGGER_NAME)
 

@@ -30,7 +30,7 @@ from opentelemetry.metrics import MeterProvider
 from opentelemetry.trace import TracerProvider
 
 from . import _metrics
-from . import _names as n
+from . import names as n
 
 logger = logging.getLogger(n.LOGGER_NAME)
 

@@ -25,7 +25,7 @@ from typing import Any
 from prometheus_client import values
 
 from . import _multiproc
-from . import _names as n
+from . import names as n
 
 logger = logging.getLogger(n.LOGGER_NAME)
 

@@ -18,7 +18,7 @@ from opentelemetry import trace
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
 from . import _labels as lbl
-from . import _names as n
+from . import names as n
 from ._classify import Classification, safe_message
 from ._metrics import Metrics
 from ._redact import clean_message, clean_repeated, utf8

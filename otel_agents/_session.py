@@ -32,7 +32,7 @@ from opentelemetry import trace
 from opentelemetry.trace import SpanKind
 
 from . import _labels as lbl
-from . import _names as n
+from . import names as n
 from ._classify import classify, exception_chain, root_index, safe_message, type_name
 from ._record import AttemptRecord, Recorder, exportable, log
 from ._redact import clean_message
@@ -89,6 +89,7 @@ class SessionTracker:
         "dead",
         "errors",
         "handlers",
+        "in_job",
         "job_shutdown_reason",
         "loop",
         "pending_events",
@@ -142,6 +143,7 @@ class SessionTracker:
         self.close_reason = ""
         self.close_error_type: str | None = None
         self.job_shutdown_reason: str | None = None
+        self.in_job = False  # started in a livekit job: its shutdown reason will come
 
     # --- lifecycle -----------------------------------------------------------------------------
 
@@ -204,7 +206,7 @@ class SessionTracker:
             except Exception:
                 self.recorder.internal_error("export_span")
         self._detach()
-        if not self.job_shutdown_reason and self._on_own_loop() and _job_context() is not None:
+        if self.in_job and not self.job_shutdown_reason and self._on_own_loop():
             # the job's shutdown reason arrives after close, from its shutdown callbacks: the
             # span and the log record wait for it (bounded)
             assert self.loop is not None
@@ -486,7 +488,7 @@ def wrap_start(
                 tracker = SessionTracker(self, recorder, silence_timeout)
                 tracker.begin(self)
                 current.set(weakref.ref(tracker))
-                _register_job_shutdown(tracker)
+                tracker.in_job = _register_job_shutdown(tracker)
                 if tracker.loop is not None:
                     chain_exception_handler(tracker.loop)
             except Exception:
@@ -507,10 +509,11 @@ def wrap_start(
     return start
 
 
-def _register_job_shutdown(tracker: SessionTracker) -> None:
+def _register_job_shutdown(tracker: SessionTracker) -> bool:
+    """Tell ``tracker`` the job's shutdown reason when it comes; whether there is a job."""
     job = _job_context()
     if job is None:
-        return
+        return False
     ref = weakref.ref(tracker)
 
     async def on_job_shutdown(reason: str) -> None:
@@ -522,6 +525,7 @@ def _register_job_shutdown(tracker: SessionTracker) -> None:
                 t.recorder.internal_error("session_hook")
 
     job.add_shutdown_callback(on_job_shutdown)
+    return True
 
 
 def attribute_attempt(event: object, record: AttemptRecord) -> None:

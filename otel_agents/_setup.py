@@ -17,7 +17,7 @@ from opentelemetry.metrics import MeterProvider
 from opentelemetry.trace import TracerProvider
 
 from . import _config, _hooks, _multiproc, _pipeline, _process_files, _session, _span_redaction
-from . import _names as n
+from . import names as n
 from ._metrics import get_metrics
 from ._record import Recorder
 

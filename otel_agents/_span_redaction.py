@@ -27,7 +27,7 @@ from opentelemetry.context import Context
 from opentelemetry.sdk.trace import Event, ReadableSpan, Span, SpanProcessor, TracerProvider
 from opentelemetry.trace import Status, StatusCode
 
-from . import _names as n
+from . import names as n
 from ._redact import MAX_MESSAGE_CHARS, clean_repeated
 
 logger = logging.getLogger(__name__)

@@ -22,8 +22,8 @@ import threading
 from collections.abc import Callable
 from typing import Any, Final
 
-from . import _names as n
 from . import _process_files
+from . import names as n
 
 logger = logging.getLogger(n.LOGGER_NAME)
 

@@ -19,7 +19,7 @@ sys.path.insert(0, os.path.dirname(__file__))
 
 import otel_agents
 from otel_agents import _labels, _metrics
-from otel_agents import _names as n
+from otel_agents import names as n
 
 
 class _ListHandler(logging.Handler):

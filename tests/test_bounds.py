@@ -17,7 +17,7 @@ from prometheus_client import REGISTRY
 
 import otel_agents
 from otel_agents import _metrics
-from otel_agents import _names as n
+from otel_agents import names as n
 
 from conftest import reset_metrics
 from scripted import ScriptedLLM, random_error, random_word

@@ -38,7 +38,7 @@ from multidict import CIMultiDict, CIMultiDictProxy
 from openai.types.realtime import RealtimeErrorEvent, ResponseDoneEvent
 from yarl import URL
 
-from otel_agents import _names as n
+from otel_agents import names as n
 from otel_agents._classify import (
     CREDIT_CATEGORIES,
     MAX_CHAIN,

@@ -43,7 +43,7 @@ from yarl import URL
 
 import otel_agents
 from otel_agents import _hooks, _record
-from otel_agents import _names as n
+from otel_agents import names as n
 
 from conftest import session_series
 from scripted import (

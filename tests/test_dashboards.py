@@ -21,7 +21,7 @@ from grafana_foundation_sdk.models import dashboard as dm
 
 from dashboards import catalogue
 from dashboards import dashboards as d
-from otel_agents import _names as n
+from otel_agents import names as n
 
 from prometheus_bin import promtool
 

@@ -23,7 +23,7 @@ from typing import Any
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from otel_agents import _names as n
+from otel_agents import names as n
 from otel_agents.demo.tracefile import read_spans
 
 from otlp import OtlpReceiver

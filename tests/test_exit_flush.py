@@ -28,7 +28,7 @@ from pathlib import Path
 
 import pytest
 
-from otel_agents import _names as n
+from otel_agents import names as n
 
 from netfaults import BlackHole
 from otlp import OtlpReceiver

@@ -93,7 +93,7 @@ from prometheus_client import REGISTRY
 
 import otel_agents
 from otel_agents import _hooks, _metrics, _pipeline, _session
-from otel_agents import _names as n
+from otel_agents import names as n
 from otel_agents._record import Recorder
 
 from conftest import reset_metrics

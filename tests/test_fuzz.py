@@ -84,7 +84,7 @@ from prometheus_client import REGISTRY, generate_latest
 
 import otel_agents
 from otel_agents import _classify, _hooks, _metrics
-from otel_agents import _names as n
+from otel_agents import names as n
 from otel_agents._record import AttemptRecord, span_attributes
 
 from conftest import reset_metrics

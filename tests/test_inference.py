@@ -38,7 +38,7 @@ from livekit.agents import (
 from livekit.agents.voice.agent_session import SessionConnectOptions
 from opentelemetry import trace
 
-from otel_agents import _names as n
+from otel_agents import names as n
 from otel_agents.demo.gateway import (
     QUOTA_CREDITS_BODY,
     FakeGateway,

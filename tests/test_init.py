@@ -18,7 +18,7 @@ from prometheus_client import REGISTRY
 
 import otel_agents
 from otel_agents import _hooks
-from otel_agents import _names as n
+from otel_agents import names as n
 
 from conftest import reset_metrics
 from netfaults import BlackHole, closed_port

@@ -72,7 +72,7 @@ from prometheus_client import CollectorRegistry, generate_latest, multiprocess
 from prometheus_client.parser import text_string_to_metric_families
 
 import otel_agents
-from otel_agents import _names as n
+from otel_agents import names as n
 
 from scripted import Hang, RichScriptedLLM, ScriptedLLM, gateway_status_error, ssl_connection_error
 

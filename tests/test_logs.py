@@ -13,7 +13,7 @@ from livekit.agents import APIConnectionError, llm
 from livekit.agents.types import APIConnectOptions
 
 import otel_agents
-from otel_agents import _names as n
+from otel_agents import names as n
 
 from scripted import ScriptedLLM, ssl_connection_error
 

@@ -26,7 +26,7 @@ from prometheus_client.mmap_dict import mmap_key
 from prometheus_client.multiprocess import MultiProcessCollector
 
 from otel_agents import _multiproc
-from otel_agents import _names as n
+from otel_agents import names as n
 from otel_agents._multiproc import LOCK_PREFIX, LOCK_SUFFIX, REAPER_LOCK, reap, write_db
 
 TIMEOUT_S = 60

@@ -8,7 +8,7 @@ from __future__ import annotations
 from prometheus_client import REGISTRY
 
 from otel_agents import _metrics
-from otel_agents import _names as n
+from otel_agents import names as n
 
 FROZEN_METRICS = {
     # name: (type, labels)

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from otel_agents import _multiproc
-from otel_agents import _names as n
+from otel_agents import names as n
 
 SCRIPT = r"""
 import asyncio, json, os, sys

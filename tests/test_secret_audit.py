@@ -80,7 +80,7 @@ from prometheus_client import REGISTRY, generate_latest
 
 import otel_agents
 from otel_agents import _labels, _metrics
-from otel_agents import _names as n
+from otel_agents import names as n
 from otel_agents._redact import MAX_MESSAGE_CHARS, REDACTED
 from otel_agents.demo.gateway import (
     FakeGateway,

@@ -45,7 +45,7 @@ from prometheus_client import REGISTRY, CollectorRegistry, multiprocess
 
 import otel_agents
 from otel_agents import _hooks, _session
-from otel_agents import _names as n
+from otel_agents import names as n
 
 from conftest import Series, reset_metrics, session_series
 from scripted import Hang, RichScriptedLLM, ScriptedLLM

@@ -17,7 +17,7 @@ from livekit.agents.types import APIConnectOptions
 from livekit.agents.voice.agent_session import SessionConnectOptions
 from opentelemetry import trace
 
-from otel_agents import _names as n
+from otel_agents import names as n
 
 from conftest import session_series
 from scripted import ScriptedLLM, gateway_status_error, ssl_connection_error

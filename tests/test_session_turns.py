@@ -27,7 +27,7 @@ from opentelemetry import trace
 
 import otel_agents
 from otel_agents import _metrics, _session
-from otel_agents import _names as n
+from otel_agents import names as n
 
 from conftest import reset_metrics, session_series
 from scripted import (

@@ -29,8 +29,8 @@ from prometheus_client.openmetrics.parser import (
 )
 from prometheus_client.parser import text_string_to_metric_families
 
-from otel_agents import _names as n
 from otel_agents import _sidecar
+from otel_agents import names as n
 from otel_agents._sidecar import MetricsServer, start_metrics_server
 
 from .prometheus_bin import promtool

@@ -14,8 +14,8 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import Status, StatusCode
 
-from otel_agents import _names as n
 from otel_agents import _span_redaction
+from otel_agents import names as n
 from otel_agents._redact import REDACTED
 
 KEY = "sk-proj-Zx81Qm2Lk9Vb7Nc3Hd5Jf0Ws"

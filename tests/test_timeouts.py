@@ -47,7 +47,7 @@ from livekit.agents import (
 )
 from livekit.agents.voice.agent_session import SessionConnectOptions
 
-from otel_agents import _names as n
+from otel_agents import names as n
 from otel_agents._classify import classify, exception_chain, type_name
 from otel_agents.demo.gateway import FakeGateway, ok
 

@@ -43,7 +43,7 @@ from typing import Any
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from otel_agents import _names as n
+from otel_agents import names as n
 from otel_agents.demo.gateway import QUOTA_CREDITS_BODY, FakeGateway, Fault, http_error, ok
 from otel_agents.demo.gateway import quota_body as gateway_quota_body
 

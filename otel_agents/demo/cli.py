@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from .. import _config
-from .. import _names as n
+from .. import names as n
 
 __all__ = ["add_arguments", "run"]
 

@@ -17,7 +17,7 @@ from opentelemetry.context import Context
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
 from prometheus_client.parser import text_string_to_metric_families
 
-from .. import _names as n
+from .. import names as n
 
 __all__ = ["ScenarioReport", "SpanCollector", "format_report", "metric_totals"]
 
