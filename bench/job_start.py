@@ -54,7 +54,7 @@ _started, _cpu = time.perf_counter(), time.process_time()
 if os.environ["BENCH_VARIANT"] != "without":
     import otel_agents
     if os.environ["BENCH_VARIANT"] == "no_preload":
-        from otel_agents import _worker
+        from otel_agents._capture import worker as _worker
         _worker.register_preload = lambda: None
     otel_agents.init()
 _cost, _cpu = time.perf_counter() - _started, time.process_time() - _cpu

@@ -98,7 +98,8 @@ async def _sessions(count: int) -> None:
 
 async def _retained(with_otel: bool) -> dict[str, Any]:
     import otel_agents
-    from otel_agents import _hooks, _session
+    from otel_agents._capture import attempts as _hooks
+    from otel_agents._capture import sessions as _session
 
     c.configure_logging()
     mallinfo2 = _mallinfo()
@@ -140,8 +141,8 @@ def _series_child() -> dict[str, Any]:
     from prometheus_client import REGISTRY
 
     import otel_agents
-    from otel_agents import _metrics
     from otel_agents import names as n
+    from otel_agents._export import metrics as _metrics
     from tests.scripted import ScriptedLLM, random_error, random_word
 
     logging.getLogger(n.LOGGER_NAME).setLevel(logging.CRITICAL)

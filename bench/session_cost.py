@@ -52,7 +52,8 @@ from livekit.agents import Agent
 import otel_agents
 from bench import _common as c
 from bench.turn_cost import ANSWER, DEAD_TURN, RATE_LIMITED, new_session, run_turn
-from otel_agents import _hooks, _setup
+from otel_agents import _setup
+from otel_agents._capture import attempts as _hooks
 from tests.netfaults import BlackHole, closed_port
 from tests.scripted import ScriptedLLM, Step, ssl_connection_error
 

@@ -39,8 +39,9 @@ from livekit.agents.voice.agent_session import SessionConnectOptions
 
 import otel_agents
 from bench import _common as c
-from otel_agents import _hooks, _session
 from otel_agents import names as n
+from otel_agents._capture import attempts as _hooks
+from otel_agents._capture import sessions as _session
 from tests.scripted import ScriptedLLM, Step, gateway_status_error, ssl_connection_error
 
 REPLAYS = c.size("turn_replays", 200, 50)  # turns per timed batch

@@ -1,7 +1,7 @@
 """Every metric a dashboard query or an alert rule may name, and a finder for the names used.
 
 The catalogue is built from ``otel_agents.names`` (where every metric name lives) and the
-types ``otel_agents._metrics`` gives them, so a query naming a metric that does not exist, or a
+types ``otel_agents._export.metrics`` gives them, so a query naming a metric that does not exist, or a
 histogram series that is not exported, fails a test instead of an on-call engineer's night.
 """
 
@@ -22,7 +22,7 @@ _NAME = re.compile(r"\b(otel_agents_[a-zA-Z0-9_]+)\b")
 
 def _families() -> dict[str, str]:
     """``{family name: type}`` of every otel-agents metric, from a fresh registry."""
-    from otel_agents._metrics import Metrics
+    from otel_agents._export.metrics import Metrics
 
     registry = CollectorRegistry()
     Metrics(registry)

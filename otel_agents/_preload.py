@@ -4,7 +4,8 @@ left running, no files, no sockets: the forkserver forks every job process from 
 
 import importlib
 
-from otel_agents import _pipeline, _setup
+from otel_agents import _setup
+from otel_agents._export import pipeline as _pipeline
 
 #: what init() imports lazily (an OTLP endpoint's pipeline) besides otel_agents itself
 MODULES = (

@@ -16,10 +16,14 @@ from opentelemetry import trace
 from opentelemetry.metrics import MeterProvider
 from opentelemetry.trace import TracerProvider
 
-from . import _config, _hooks, _multiproc, _pipeline, _process_files, _session, _span_redaction
+from . import _config, _multiproc, _process_files
 from . import names as n
-from ._metrics import get_metrics
-from ._record import Recorder
+from ._capture import attempts as _hooks
+from ._capture import sessions as _session
+from ._export import pipeline as _pipeline
+from ._export import span_redaction as _span_redaction
+from ._export.metrics import get_metrics
+from ._export.recorder import Recorder
 
 logger = logging.getLogger(n.LOGGER_NAME)
 

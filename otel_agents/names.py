@@ -169,5 +169,5 @@ SIDECAR_REAPED_PROCESSES: Final = "otel_agents_sidecar_reaped_processes_total"
 SIDECAR_REAP_ERRORS: Final = "otel_agents_sidecar_reap_errors_total"
 # ``otel_agents_internal_errors_total{where}`` value for a failed liveness registration
 WHERE_LIVENESS: Final = "liveness"
-# ... and for a failure to clean the error text of a livekit span (otel_agents._span_redaction)
+# ... and for a failure to clean the error text of a livekit span (otel_agents._export.span_redaction)
 WHERE_SPAN_REDACTION: Final = "span_redaction"

@@ -18,8 +18,9 @@ from prometheus_client import REGISTRY
 sys.path.insert(0, os.path.dirname(__file__))
 
 import otel_agents
-from otel_agents import _labels, _metrics
 from otel_agents import names as n
+from otel_agents._export import labels as _labels
+from otel_agents._export import metrics as _metrics
 
 
 class _ListHandler(logging.Handler):

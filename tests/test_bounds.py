@@ -16,8 +16,8 @@ from livekit.agents import APIError, APIStatusError, llm
 from prometheus_client import REGISTRY
 
 import otel_agents
-from otel_agents import _metrics
 from otel_agents import names as n
+from otel_agents._export import metrics as _metrics
 
 from conftest import reset_metrics
 from scripted import ScriptedLLM, random_error, random_word

@@ -42,8 +42,9 @@ from multidict import CIMultiDict, CIMultiDictProxy
 from yarl import URL
 
 import otel_agents
-from otel_agents import _hooks, _record
 from otel_agents import names as n
+from otel_agents._capture import attempts as _hooks
+from otel_agents._export import recorder as _record
 
 from conftest import session_series
 from scripted import (

@@ -92,9 +92,12 @@ from opentelemetry.sdk.trace import TracerProvider
 from prometheus_client import REGISTRY
 
 import otel_agents
-from otel_agents import _hooks, _metrics, _pipeline, _session
 from otel_agents import names as n
-from otel_agents._record import Recorder
+from otel_agents._capture import attempts as _hooks
+from otel_agents._capture import sessions as _session
+from otel_agents._export import metrics as _metrics
+from otel_agents._export import pipeline as _pipeline
+from otel_agents._export.recorder import Recorder
 
 from conftest import reset_metrics
 from netfaults import BlackHole, closed_port

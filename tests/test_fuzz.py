@@ -83,9 +83,11 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExporter, Sp
 from prometheus_client import REGISTRY, generate_latest
 
 import otel_agents
-from otel_agents import _classify, _hooks, _metrics
+from otel_agents import _classify
 from otel_agents import names as n
-from otel_agents._record import AttemptRecord, span_attributes
+from otel_agents._capture import attempts as _hooks
+from otel_agents._export import metrics as _metrics
+from otel_agents._export.recorder import AttemptRecord, span_attributes
 
 from conftest import reset_metrics
 from scripted import ScriptedLLM, ScriptedRealtimeModel, ScriptedSTT, ScriptedTTS

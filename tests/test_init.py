@@ -17,8 +17,8 @@ from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from prometheus_client import REGISTRY
 
 import otel_agents
-from otel_agents import _hooks
 from otel_agents import names as n
+from otel_agents._capture import attempts as _hooks
 
 from conftest import reset_metrics
 from netfaults import BlackHole, closed_port

@@ -287,7 +287,7 @@ async def one_request(provider: str, spec: Session) -> None:
 
 
 def live_values() -> tuple[float, float]:
-    from otel_agents._metrics import get_metrics
+    from otel_agents._export.metrics import get_metrics
 
     m = get_metrics()
     return m.sessions_active.value(), m.unanswered_turns.value()

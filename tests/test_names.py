@@ -7,8 +7,8 @@ from __future__ import annotations
 
 from prometheus_client import REGISTRY
 
-from otel_agents import _metrics
 from otel_agents import names as n
+from otel_agents._export import metrics as _metrics
 
 FROZEN_METRICS = {
     # name: (type, labels)

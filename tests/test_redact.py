@@ -1,4 +1,4 @@
-"""``otel_agents._redact``: messages are truncated to 256 chars, then secrets are removed.
+"""``otel_agents._export.redact``: messages are truncated to 256 chars, then secrets are removed.
 
 Every planted secret is checked at every position of the 256-char cut: no 8-char piece of it
 may survive, whichever part of it the truncation kept.
@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from otel_agents._redact import MAX_MESSAGE_CHARS, REDACTED, clean_message, redact, truncate
+from otel_agents._export.redact import MAX_MESSAGE_CHARS, REDACTED, clean_message, redact, truncate
 
 JWT = (
     "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9"

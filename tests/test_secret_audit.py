@@ -31,7 +31,7 @@ What this audit found, now fixed and kept as regression tests:
 * livekit's OWN spans (``llm_request_run``, ``tts_request_run``, ``llm_request``, ``llm_node``,
   ``agent_turn``), which otel-agents routes to the same tracer provider, carried the raw exception
   message in the ``exception.message`` and ``exception.stacktrace`` attributes, the ``exception``
-  event and the span status: ``init()`` now puts ``otel_agents._span_redaction`` first on the
+  event and the span status: ``init()`` now puts ``otel_agents._export.span_redaction`` first on the
   provider it hands livekit. (Withholding PII from livekit, ``LIVEKIT_TELEMETRY_ALLOW_PII=0``,
   also cleans them, at the cost of the conversation content: tested below.)
 * the redactor missed secret names with a prefix (``LIVEKIT_API_SECRET=``, ``auth_token=``,
@@ -79,9 +79,10 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from prometheus_client import REGISTRY, generate_latest
 
 import otel_agents
-from otel_agents import _labels, _metrics
 from otel_agents import names as n
-from otel_agents._redact import MAX_MESSAGE_CHARS, REDACTED
+from otel_agents._export import labels as _labels
+from otel_agents._export import metrics as _metrics
+from otel_agents._export.redact import MAX_MESSAGE_CHARS, REDACTED
 from otel_agents.demo.gateway import (
     FakeGateway,
     Fault,

@@ -44,8 +44,9 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExporter, Sp
 from prometheus_client import REGISTRY, CollectorRegistry, multiprocess
 
 import otel_agents
-from otel_agents import _hooks, _session
 from otel_agents import names as n
+from otel_agents._capture import attempts as _hooks
+from otel_agents._capture import sessions as _session
 
 from conftest import Series, reset_metrics, session_series
 from scripted import Hang, RichScriptedLLM, ScriptedLLM
@@ -466,7 +467,7 @@ AGENT_MODULE = textwrap.dedent(
     otel_agents.init(silence_timeout=0.05)
 
     from livekit.agents import Agent, AgentSession, TurnHandlingOptions
-    from otel_agents._metrics import get_metrics
+    from otel_agents._export.metrics import get_metrics
     from scripted import Hang, RichScriptedLLM
 
     # livekit preloads its plugins in the forkserver; with preload_modules=[...] also yours

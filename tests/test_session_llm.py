@@ -190,7 +190,7 @@ async def test_recovered_request_counts_ok_and_is_not_masked(telemetry) -> None:
 
 @pytest.mark.asyncio
 async def test_capture_messages_false_drops_messages(telemetry, monkeypatch) -> None:
-    from otel_agents import _hooks
+    from otel_agents._capture import attempts as _hooks
 
     assert _hooks._recorder is not None
     monkeypatch.setattr(_hooks._recorder, "capture_messages", False)

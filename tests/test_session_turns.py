@@ -26,8 +26,9 @@ from livekit.agents.voice.room_io import TextInputEvent, TextInputOptions
 from opentelemetry import trace
 
 import otel_agents
-from otel_agents import _metrics, _session
 from otel_agents import names as n
+from otel_agents._capture import sessions as _session
+from otel_agents._export import metrics as _metrics
 
 from conftest import reset_metrics, session_series
 from scripted import (

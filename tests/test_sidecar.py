@@ -43,7 +43,7 @@ AGENT = textwrap.dedent(
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = sys.argv[1]
     import otel_agents
     otel_agents.init()
-    from otel_agents._metrics import get_metrics
+    from otel_agents._export.metrics import get_metrics
     m = get_metrics()
     for family in m.families:
         family.inc(tuple("other" for _ in family._label_names))

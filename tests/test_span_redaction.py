@@ -2,7 +2,7 @@
 
 ``init()`` hands livekit its tracer provider; livekit's tracer records exceptions with their raw
 message (``exception`` event, ``exception.message``/``exception.stacktrace`` attributes, the error
-status). ``otel_agents._span_redaction`` runs first on that provider. The end-to-end proof with
+status). ``otel_agents._export.span_redaction`` runs first on that provider. The end-to-end proof with
 real sessions and planted secrets is ``tests/test_secret_audit.py``; these pin the mechanism.
 """
 
@@ -14,9 +14,9 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import Status, StatusCode
 
-from otel_agents import _span_redaction
 from otel_agents import names as n
-from otel_agents._redact import REDACTED
+from otel_agents._export import span_redaction as _span_redaction
+from otel_agents._export.redact import REDACTED
 
 KEY = "sk-proj-Zx81Qm2Lk9Vb7Nc3Hd5Jf0Ws"
 MESSAGE = f"Error code: 401 - Incorrect API key provided: {KEY}"

@@ -17,11 +17,11 @@ from typing import Any
 from opentelemetry import trace
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
-from . import _labels as lbl
-from . import names as n
-from ._classify import Classification, safe_message
-from ._metrics import Metrics
-from ._redact import clean_message, clean_repeated, utf8
+from .. import names as n
+from .._classify import Classification, safe_message
+from . import labels as lbl
+from .metrics import Metrics
+from .redact import clean_message, clean_repeated, utf8
 
 logger = logging.getLogger(n.LOGGER_NAME)
 # A library's logger: silent unless the host configures logging (no "last resort" stderr lines).

@@ -4,7 +4,7 @@
   the sidecar both serve them, in single-process and multiprocess mode alike.
 * Every series goes through a :class:`Family`, which caches label children (the hot path is a
   dict lookup and an ``inc``) and enforces a per-metric series budget on top of the per-label
-  bounds of :mod:`otel_agents._labels`, so the total stays under DESIGN.md's 500 per process
+  bounds of :mod:`otel_agents._export.labels`, so the total stays under DESIGN.md's 500 per process
   whatever the input.
 """
 
@@ -17,7 +17,7 @@ from typing import Any, Final
 
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram, values
 
-from . import names as n
+from .. import names as n
 
 #: series each family may create before new label sets fold into ``other``
 SERIES_BUDGET: Final[dict[str, int]] = {

@@ -31,11 +31,11 @@ from typing import Any, Final
 from opentelemetry import trace
 from opentelemetry.trace import SpanKind
 
-from . import _labels as lbl
-from . import names as n
-from ._classify import classify, exception_chain, root_index, safe_message, type_name
-from ._record import AttemptRecord, Recorder, exportable, log
-from ._redact import clean_message
+from .. import names as n
+from .._classify import classify, exception_chain, root_index, safe_message, type_name
+from .._export import labels as lbl
+from .._export.recorder import AttemptRecord, Recorder, exportable, log
+from .._export.redact import clean_message
 
 #: after close, how long a job's session span waits for the job's shutdown reason
 JOB_SHUTDOWN_GRACE_S: Final = 15.0

@@ -29,8 +29,8 @@ from typing import Any, Final
 from opentelemetry.metrics import MeterProvider
 from opentelemetry.trace import TracerProvider
 
-from . import _metrics
-from . import names as n
+from .. import names as n
+from . import metrics as _metrics
 
 logger = logging.getLogger(n.LOGGER_NAME)
 

@@ -6,7 +6,7 @@ import threading
 from collections.abc import Iterable
 from typing import Final
 
-from . import names as n
+from .. import names as n
 
 _MAX_VALUE_CHARS: Final = 128
 

@@ -30,10 +30,11 @@ import weakref
 from collections.abc import Callable
 from typing import Any, Final
 
-from . import _labels as lbl
-from . import _session, _worker
-from ._classify import Classification, classify
-from ._record import AttemptRecord, Recorder
+from .._classify import Classification, classify
+from .._export import labels as lbl
+from .._export.recorder import AttemptRecord, Recorder
+from . import sessions as _session
+from . import worker as _worker
 
 #: a request with no failure for this long starts again at attempt 0
 QUIET_GAP_S: Final = 30.0

@@ -22,8 +22,8 @@ import threading
 from collections.abc import Callable
 from typing import Any, Final
 
-from . import _process_files
-from . import names as n
+from .. import _process_files
+from .. import names as n
 
 logger = logging.getLogger(n.LOGGER_NAME)
 
@@ -58,6 +58,6 @@ def register_preload() -> None:
     if threading.current_thread() is not threading.main_thread():
         return
 
-    from ._setup import _version
+    from .._setup import _version
 
     Plugin.register_plugin(Plugin(title="otel-agents", version=_version(), package=PRELOAD_MODULE))

@@ -27,8 +27,8 @@ from opentelemetry.context import Context
 from opentelemetry.sdk.trace import Event, ReadableSpan, Span, SpanProcessor, TracerProvider
 from opentelemetry.trace import Status, StatusCode
 
-from . import names as n
-from ._redact import MAX_MESSAGE_CHARS, clean_repeated
+from .. import names as n
+from .redact import MAX_MESSAGE_CHARS, clean_repeated
 
 logger = logging.getLogger(__name__)
 
@@ -155,8 +155,8 @@ def install(provider: object, *, capture_messages: bool) -> None:
 
 def _count_error() -> None:
     try:
-        from . import _labels
-        from ._metrics import get_metrics
+        from . import labels as _labels
+        from .metrics import get_metrics
 
         get_metrics().internal_errors.inc((_labels.where(n.WHERE_SPAN_REDACTION),))
     except Exception:
