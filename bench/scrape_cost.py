@@ -4,7 +4,7 @@ what 20 concurrent scrapes cost.
 Three cases, each against a baseline measured in the same run:
 
 * **At the series budget**: one live process's file holding 500 series (DESIGN.md section 9:
-  at most 500 per process). ``_multiproc.render`` (reap, then render, as the sidecar does) is
+  at most 500 per process). ``_sidecar.render.render`` (reap, then render, as the sidecar does) is
   compared with prometheus_client's bare ``MultiProcessCollector`` render of the same directory.
 * **500 dead processes**: the files 500 finished job processes leave behind (counters,
   histograms, a live gauge; their liveness locks released). The bare collector reads every
@@ -12,11 +12,11 @@ Three cases, each against a baseline measured in the same run:
   render after that reads a handful of files. The dead processes' content is synthetic but
   shaped like a real job process's: otel-agents' own metric families and label sets.
 * **20 concurrent scrapes** (several Prometheus replicas, a federation, a human with curl) of
-  the sidecar's server (:func:`otel_agents._sidecar.start_metrics_server`, on an event loop and
-  thread of its own) over the directory at the series budget, from a scraper in another process
-  (as Prometheus is: in this one it would compete for the GIL): the wall time of a batch of 20
-  GETs sent at once on 20 keep-alive connections against one GET alone, alternating, and the
-  number of renders each batch caused (``MetricsServer.renders``). Single flight means one
+  the sidecar's server (:func:`otel_agents._sidecar.server.start_metrics_server`, on an event
+  loop and thread of its own) over the directory at the series budget, from a scraper in another
+  process (as Prometheus is: in this one it would compete for the GIL): the wall time of a batch
+  of 20 GETs sent at once on 20 keep-alive connections against one GET alone, alternating, and
+  the number of renders each batch caused (``MetricsServer.renders``). Single flight means one
   render per batch of overlapping scrapes, where 20 renders in a row on the render thread would
   cost ~20x.
 
@@ -43,9 +43,9 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.multiprocess import MultiProcessCollector
 
 from bench import _common as c
-from otel_agents import _multiproc
 from otel_agents import names as n
-from otel_agents._sidecar import MetricsServer, start_metrics_server
+from otel_agents._sidecar import dbfile, render
+from otel_agents._sidecar.server import MetricsServer, start_metrics_server
 
 BUDGET = 500
 DEAD = c.size("scrape_dead", 500, 100)
@@ -100,9 +100,9 @@ def dead_process_files(directory: Path, pid: int) -> None:
         (_key(n.SESSIONS_ACTIVE, n.SESSIONS_ACTIVE, {}, "bench"), 0.0, 0.0),
         (_key(n.UNANSWERED_TURNS, n.UNANSWERED_TURNS, {}, "bench"), 0.0, 0.0),
     ]
-    _multiproc.write_db(str(directory / f"counter_{pid}.db"), counters)
-    _multiproc.write_db(str(directory / f"histogram_{pid}.db"), histograms)
-    _multiproc.write_db(str(directory / f"gauge_livesum_{pid}.db"), gauges)
+    dbfile.write_db(str(directory / f"counter_{pid}.db"), counters)
+    dbfile.write_db(str(directory / f"histogram_{pid}.db"), histograms)
+    dbfile.write_db(str(directory / f"gauge_livesum_{pid}.db"), gauges)
     # its liveness lock file, released when it exited: the reaper may lock it
     (directory / f"otel_agents_alive_{pid}.lock").touch()
 
@@ -254,23 +254,23 @@ def measure() -> dict[str, Any]:
     with tempfile.TemporaryDirectory() as tmp:
         budget = Path(tmp, "budget")
         budget.mkdir()
-        _multiproc.write_db(str(budget / f"counter_{os.getpid()}.db"), budget_entries())
+        dbfile.write_db(str(budget / f"counter_{os.getpid()}.db"), budget_entries())
         bare, sidecar = [], []
         for _ in range(REPEAT):  # alternating
             bare.append(once_ms(lambda: bare_render(budget)))
-            sidecar.append(once_ms(lambda: _multiproc.render(str(budget))))
+            sidecar.append(once_ms(lambda: render.render(str(budget))))
         scrapes = concurrent_scrapes(budget)
 
         dead = Path(tmp, "dead")
         dead.mkdir()
-        _multiproc.write_db(str(dead / f"counter_{os.getpid()}.db"), budget_entries())
+        dbfile.write_db(str(dead / f"counter_{os.getpid()}.db"), budget_entries())
         for pid in range(FIRST_PID, FIRST_PID + DEAD):
             dead_process_files(dead, pid)
         files_before = len(list(dead.glob("*.db")))
         bare_dead = median_ms(lambda: bare_render(dead), repeat=5)
-        first = once_ms(lambda: _multiproc.render(str(dead)))
+        first = once_ms(lambda: render.render(str(dead)))
         files_after = len(list(dead.glob("*.db")))
-        after = median_ms(lambda: _multiproc.render(str(dead)))
+        after = median_ms(lambda: render.render(str(dead)))
     return {
         "budget_series": BUDGET,
         "budget_bare_ms": statistics.median(bare),

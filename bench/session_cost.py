@@ -52,8 +52,8 @@ from livekit.agents import Agent
 import otel_agents
 from bench import _common as c
 from bench.turn_cost import ANSWER, DEAD_TURN, RATE_LIMITED, new_session, run_turn
-from otel_agents import _setup
-from otel_agents._capture import attempts as _hooks
+from otel_agents import _runtime
+from otel_agents._capture import instrument
 from tests.netfaults import BlackHole, closed_port
 from tests.scripted import ScriptedLLM, Step, ssl_connection_error
 
@@ -228,8 +228,8 @@ class Mode:
             otel_agents.init(otlp_endpoint=f"http://127.0.0.1:{self.hole.port}")
         else:
             assert name in ("off", "off_again")
-        assert _hooks.is_instrumented() == (name not in ("off", "off_again", "livekit_traced"))
-        state = _setup._state
+        assert instrument.is_instrumented() == (name not in ("off", "off_again", "livekit_traced"))
+        state = _runtime.current
         if state is not None and state.tracer_provider is not None:
             state.tracer_provider.add_span_processor(self.spans)
         elif self.provider is not None:
@@ -240,7 +240,7 @@ class Mode:
         from livekit.agents.telemetry import set_tracer_provider
         from opentelemetry import trace
 
-        state = _setup._state
+        state = _runtime.current
         owned = list(state.owned) if state is not None else []
         start = time.monotonic()
         otel_agents.shutdown(timeout=SHUTDOWN_TIMEOUT_S)
@@ -269,7 +269,7 @@ def _one(mode: str) -> Sample:
 
 def _span_queue() -> tuple[int, int]:
     """(length, capacity) of the span queue of the provider init() made; (0, 0) if none."""
-    state = _setup._state
+    state = _runtime.current
     provider = state.tracer_provider if state is not None else None
     try:
         for p in provider._active_span_processor._span_processors:  # type: ignore[union-attr]
@@ -285,7 +285,7 @@ def _memory_rounds(mode: str) -> Sample:
     """One setup, ``MEMORY_ROUNDS`` workloads; memory after each. The span queue is filled
     first, so that the rounds after the first (which replaces the filler) start at its cap."""
     with Mode(mode) as m:
-        state = _setup._state
+        state = _runtime.current
         if state is not None and state.tracer_provider is not None:
             tracer = state.tracer_provider.get_tracer("bench")
             for _ in range(_span_queue()[1] + 100):

@@ -39,8 +39,9 @@ from livekit.agents.voice.agent_session import SessionConnectOptions
 
 import otel_agents
 from bench import _common as c
+from otel_agents import _runtime
 from otel_agents import names as n
-from otel_agents._capture import attempts as _hooks
+from otel_agents._capture import instrument
 from otel_agents._capture import sessions as _session
 from tests.scripted import ScriptedLLM, Step, gateway_status_error, ssl_connection_error
 
@@ -99,7 +100,7 @@ SESSION_EVENTS = (
 
 async def capture() -> dict[str, Captured]:
     """The events of one answered and one dead turn of a real session (no otel-agents)."""
-    assert not _hooks.is_instrumented()
+    assert not instrument.is_instrumented()
     model = ScriptedLLM(["hello", ANSWER, *DEAD_TURN, ANSWER])
     session = new_session(model)
     log: Captured = []
@@ -144,8 +145,8 @@ async def _added(events: dict[str, Captured], full: bool) -> dict[str, Any]:
     bare_session: rtc.EventEmitter[Any] = rtc.EventEmitter()
     otel_agents.init(tracer_provider=provider)
     try:
-        recorder = _hooks._recorder
-        assert recorder is not None
+        assert _runtime.current is not None
+        recorder = _runtime.current.recorder
         hooked_model = ScriptedLLM(["x"])  # built after init(): the failed-attempt hook
         samples: dict[str, list[float]] = {}
         for _ in range(ROUNDS):
@@ -206,7 +207,7 @@ def _livekit_cpu(kind: str) -> float:
 
 def livekit_costs() -> dict[str, float]:
     """livekit's own CPU per session (start + close) and per answered / dead turn, in us."""
-    assert not _hooks.is_instrumented()
+    assert not instrument.is_instrumented()
     _livekit_cpu("dead")  # warm-up
     cpu = c.alternate(
         {k: (lambda k=k: _livekit_cpu(k)) for k in ("none", "answered", "dead")}, LIVEKIT_ROUNDS

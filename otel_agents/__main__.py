@@ -29,17 +29,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     else:
         commands.add_parser("demo", help=DEMO_HELP)
     if argv[:1] == ["sidecar"]:
-        from . import _sidecar
+        from ._sidecar import cli as sidecar
 
-        _sidecar.add_arguments(
-            commands.add_parser("sidecar", help=SIDECAR_HELP, description=_sidecar.__doc__)
+        sidecar.add_arguments(
+            commands.add_parser("sidecar", help=SIDECAR_HELP, description=sidecar.__doc__)
         )
     else:
         commands.add_parser("sidecar", help=SIDECAR_HELP)
     args = parser.parse_args(argv)
     if args.command == "demo":
         return demo.run(args)
-    return _sidecar.run(args)
+    return sidecar.run(args)
 
 
 if __name__ == "__main__":

@@ -54,15 +54,18 @@ def parse_bool(source: str, raw: str) -> bool:
     raise _bad(source, raw, "true or false")
 
 
-def parse_port(source: str, raw: object) -> int:
+def parse_port(source: str, raw: object, *, allow_zero: bool = False) -> int:
+    """A TCP port; with ``allow_zero``, ``0`` too (bind any free port)."""
+    lowest = 0 if allow_zero else 1
+    expected = f"a TCP port number from {lowest} to 65535"
     if isinstance(raw, bool):
-        raise _bad(source, raw, "a TCP port number from 1 to 65535")
+        raise _bad(source, raw, expected)
     try:
         port = int(raw.strip()) if isinstance(raw, str) else raw
     except ValueError:
         port = None
-    if not isinstance(port, int) or not 1 <= port <= 65535:
-        raise _bad(source, raw, "a TCP port number from 1 to 65535")
+    if not isinstance(port, int) or not lowest <= port <= 65535:
+        raise _bad(source, raw, expected)
     return port
 
 

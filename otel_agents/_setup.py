@@ -1,4 +1,4 @@
-"""``init()`` and ``shutdown()``: the one-call setup of DESIGN.md section 3."""
+"""``init()`` and ``shutdown()``: the one-call setup, and what every process does at its exit."""
 
 from __future__ import annotations
 
@@ -6,40 +6,28 @@ import contextlib
 import functools
 import logging
 import multiprocessing
+import os
 import threading
 import time
 import warnings
-from dataclasses import dataclass, field
 from typing import Any
 
 from opentelemetry import trace
 from opentelemetry.metrics import MeterProvider
 from opentelemetry.trace import TracerProvider
 
-from . import _config, _multiproc, _process_files
+from . import _config, _runtime
 from . import names as n
-from ._capture import attempts as _hooks
-from ._capture import sessions as _session
+from ._capture import instrument as _instrument
+from ._capture import sessions as _sessions
 from ._export import pipeline as _pipeline
 from ._export import span_redaction as _span_redaction
 from ._export.metrics import get_metrics
 from ._export.recorder import Recorder
+from ._multiproc import liveness, process_files
 
 logger = logging.getLogger(n.LOGGER_NAME)
 
-
-@dataclass
-class _State:
-    settings: _config.Settings
-    tracer_provider: TracerProvider | None
-    meter_provider: MeterProvider | None
-    owned: list[Any] = field(default_factory=list)  # providers we created and must shut down
-    server: Any = None
-    #: the tracer provider our spans go to (given, built, or the host's global one)
-    flushed_provider: Any = None
-
-
-_state: _State | None = None
 _lock = threading.Lock()
 
 
@@ -95,9 +83,8 @@ def init(
     A second call warns and does nothing. ``OTEL_SDK_DISABLED=true`` makes it a no-op. It never
     raises because a backend is unreachable; it raises ``ValueError`` for invalid settings.
     """
-    global _state
     with _lock:
-        if _state is not None:
+        if _runtime.current is not None:
             warnings.warn(
                 "otel_agents.init() was already called; this call does nothing",
                 RuntimeWarning,
@@ -116,55 +103,54 @@ def init(
             capture_messages=capture_messages,
             exit_flush_timeout=exit_flush_timeout,
         )
-        state = _State(settings, tracer_provider, meter_provider)
         # livekit's worker creates the directory only later, and a metric cannot be created in
         # a missing one
-        _process_files.ensure_directory()
+        process_files.ensure_directory()
         # hold this process's liveness lock, so the sidecar can tell when it has died
-        _multiproc.register_process()
+        liveness.register_process()
         metrics = get_metrics()
-        if settings.otlp_endpoint and None in (state.tracer_provider, state.meter_provider):
+        owned: list[Any] = []
+        if settings.otlp_endpoint and None in (tracer_provider, meter_provider):
             resource = _pipeline.resource(settings.service_name)
-            if state.tracer_provider is None:
-                state.tracer_provider = _pipeline.otlp_tracer_provider(
-                    settings.otlp_endpoint, resource
-                )
-                state.owned.append(state.tracer_provider)
-            if state.meter_provider is None:
-                state.meter_provider = _pipeline.otlp_meter_provider(
-                    settings.otlp_endpoint, resource
-                )
-                state.owned.append(state.meter_provider)
+            if tracer_provider is None:
+                tracer_provider = _pipeline.otlp_tracer_provider(settings.otlp_endpoint, resource)
+                owned.append(tracer_provider)
+            if meter_provider is None:
+                meter_provider = _pipeline.otlp_meter_provider(settings.otlp_endpoint, resource)
+                owned.append(meter_provider)
 
-        tracer = None
-        provider = state.tracer_provider
-        if provider is None and not isinstance(
+        traced_provider: Any = tracer_provider
+        if traced_provider is None and not isinstance(
             trace.get_tracer_provider(), trace.ProxyTracerProvider | trace.NoOpTracerProvider
         ):
-            provider = trace.get_tracer_provider()  # the host configured a global SDK provider
-        if provider is not None:
-            state.flushed_provider = provider
-            tracer = provider.get_tracer("otel_agents", _version())
-            if state.tracer_provider is not None:
-                from livekit.agents.telemetry import set_tracer_provider
+            traced_provider = trace.get_tracer_provider()  # the host set a global SDK provider
+        tracer = None
+        if traced_provider is not None:
+            tracer = traced_provider.get_tracer("otel_agents", _version())
+        if tracer_provider is not None:
+            from livekit.agents.telemetry import set_tracer_provider
 
-                # livekit records raw exception messages on its spans: clean them before any
-                # exporter of the provider we hand it sees them
-                _span_redaction.install(
-                    state.tracer_provider, capture_messages=settings.capture_messages
-                )
-                # livekit captured the global provider at import: hand it ours explicitly
-                set_tracer_provider(state.tracer_provider)
-        if state.meter_provider is not None:
-            metrics.mirror_to(state.meter_provider.get_meter("otel_agents", _version()))
+            # livekit records raw exception messages on its spans: clean them before any
+            # exporter of the provider we hand it sees them
+            _span_redaction.install(tracer_provider, capture_messages=settings.capture_messages)
+            # livekit captured the global provider at import: hand it ours explicitly
+            set_tracer_provider(tracer_provider)
+        if meter_provider is not None:
+            metrics.mirror_to(meter_provider.get_meter("otel_agents", _version()))
 
-        _hooks.instrument(
-            Recorder(metrics, tracer, settings.capture_messages), settings.silence_timeout
+        runtime = _runtime.Runtime(
+            settings,
+            Recorder(metrics, tracer, settings.capture_messages),
+            tracer_provider=tracer_provider,
+            traced_provider=traced_provider,
+            meter_provider=meter_provider,
+            owned=owned,
         )
+        _runtime.current = runtime
+        _instrument.instrument()
         _register_exit_hooks()
         if settings.metrics_port is not None:
-            state.server = _start_metrics_server(settings)
-        _state = state
+            runtime.server = _start_metrics_server(settings)
 
 
 def shutdown(timeout: float = 2.0) -> None:
@@ -173,25 +159,26 @@ def shutdown(timeout: float = 2.0) -> None:
     Providers passed to ``init()`` are flushed but left running (they belong to the caller);
     the ones ``init()`` created are shut down. ``init()`` may be called again afterwards.
     """
-    global _state
     timeout = _config.parse_seconds("timeout", timeout, allow_zero=True)
     deadline = time.monotonic() + timeout
     with _lock:
-        state, _state = _state, None
-        if state is None:
+        runtime = _runtime.current
+        if runtime is None:
             return
-        _session.finalize_all("other")
-        _hooks.uninstrument()
+        _sessions.finalize_all("other")
+        _runtime.current = None
+        _instrument.uninstrument()
         get_metrics().mirror_to(None)
-        if state.tracer_provider is not None:
+        if runtime.tracer_provider is not None:
             _give_livekit_back_the_global_tracer()
-        if state.server is not None:
-            _stop_metrics_server(state.server)
+        if runtime.server is not None:
+            _stop_metrics_server(runtime.server)
     # the providers init() built are shut down, which flushes them; the others only flushed
+    providers = (runtime.traced_provider, runtime.meter_provider)
     if not _pipeline.flush(
-        [p for p in (state.flushed_provider, state.meter_provider) if p not in state.owned],
+        [p for p in providers if p not in runtime.owned],
         deadline=deadline,
-        close=state.owned,
+        close=runtime.owned,
         name="otel_agents.shutdown",
     ):
         logger.warning("otel_agents: shutdown timed out after %.1fs; telemetry dropped", timeout)
@@ -209,7 +196,6 @@ def _register_exit_hooks() -> None:
         return
     _exit_hooks_registered = True
     import atexit
-    import os
     from multiprocessing import util
 
     atexit.register(_at_exit)
@@ -220,9 +206,9 @@ def _register_exit_hooks() -> None:
     _register_finalizer()
     util.register_after_fork(_EXIT_HOOKS, _in_forked_child)
     # a bare os.fork() child too: its atexit must not close the parent's sessions
-    os.register_at_fork(after_in_child=_session.forget_inherited)
+    os.register_at_fork(after_in_child=_sessions.forget_inherited)
     # a forked child has a new pid and no lock: register its own liveness lock
-    os.register_at_fork(after_in_child=_multiproc.after_fork_in_child)
+    os.register_at_fork(after_in_child=liveness.after_fork_in_child)
 
 
 class _ExitHooksOwner:
@@ -234,9 +220,9 @@ _EXIT_HOOKS = _ExitHooksOwner()
 
 def _in_forked_child(_: object) -> None:
     # the parent's open sessions are not this process's to close
-    _session.forget_inherited()
+    _sessions.forget_inherited()
     _register_finalizer()
-    _multiproc.register_process()
+    liveness.register_process()
 
 
 def _register_finalizer(_: object = None) -> None:
@@ -248,27 +234,25 @@ def _register_finalizer(_: object = None) -> None:
 def _at_exit() -> None:
     """Close the books of open sessions, then flush every record of this process, within
     ``exit_flush_timeout``: a job process ends through ``os._exit`` right after this."""
-    import os
-
     if getattr(_at_exit, "done_in", None) == os.getpid():
         return
     _at_exit.done_in = os.getpid()  # type: ignore[attr-defined]
     with contextlib.suppress(Exception):
-        _session.finalize_all("other")
-    if "PROMETHEUS_MULTIPROC_DIR" in os.environ:
+        _sessions.finalize_all("other")
+    if liveness.multiproc_dir():
         try:
             from prometheus_client import multiprocess
 
             multiprocess.mark_process_dead(os.getpid())  # type: ignore[no-untyped-call]
         except Exception:
             pass
-    state = _state
-    if state is None:
+    runtime = _runtime.current
+    if runtime is None:
         return
     started = time.monotonic()
     complete = _pipeline.flush(
-        (state.flushed_provider, state.meter_provider),
-        deadline=started + state.settings.exit_flush_timeout,
+        (runtime.traced_provider, runtime.meter_provider),
+        deadline=started + runtime.settings.exit_flush_timeout,
         logs=True,
         name="otel_agents.exit_flush",
     )
@@ -276,7 +260,7 @@ def _at_exit() -> None:
     if not complete:
         logger.warning(
             "otel_agents: exit flush timed out after %.1fs; telemetry dropped",
-            state.settings.exit_flush_timeout,
+            runtime.settings.exit_flush_timeout,
             extra={"exit_flush_seconds": seconds},
         )
     else:
@@ -295,22 +279,15 @@ def _give_livekit_back_the_global_tracer() -> None:
         logger.debug("otel_agents: could not restore livekit's tracer provider", exc_info=False)
 
 
-def settings() -> _config.Settings | None:
-    """The settings in force, or ``None`` before ``init()``."""
-    return _state.settings if _state is not None else None
-
-
 def _start_metrics_server(settings: _config.Settings) -> Any:
-    # Job processes (forkserver children) must not bind: the worker's main process serves
-    # every process's metrics (livekit-internals.md section 3.3).
+    # A job process (a forkserver child) must not bind: the worker's main process serves every
+    # process's metrics.
     if multiprocessing.parent_process() is not None:
         return None
-    import os
-
     from prometheus_client import REGISTRY, CollectorRegistry, start_http_server
 
     registry: Any = REGISTRY
-    if "PROMETHEUS_MULTIPROC_DIR" in os.environ:
+    if liveness.multiproc_dir():
         from prometheus_client import multiprocess
 
         registry = CollectorRegistry()

@@ -6,7 +6,7 @@ change one only together with everything that uses it. ``tests/test_names.py`` f
 
 from __future__ import annotations
 
-from typing import Final
+from typing import Final, Literal, get_args
 
 PREFIX: Final = "otel_agents"
 
@@ -96,8 +96,9 @@ VOICE_BUCKETS: Final = (
     0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0, 8.0, 13.0, 20.0, 30.0, 60.0,
 )  # fmt: skip
 DURATION_BUCKETS: Final = (5.0, 15.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1200.0, 1800.0, 3600.0)
-# Where a contained internal failure happened (``otel_agents_internal_errors_total{where}``).
-WHERE: Final = (
+# Where a contained internal failure happened (``otel_agents_internal_errors_total{where}``):
+# a closed set, typed, so that a misspelt place is a type error rather than a silent "other".
+Where = Literal[
     "attempt_hook",
     "request_hook",
     "classify",
@@ -109,7 +110,8 @@ WHERE: Final = (
     "task_error_hook",
     "liveness",
     "span_redaction",
-)
+]
+WHERE: Final[tuple[Where, ...]] = get_args(Where)
 # Open labels keep at most this many distinct values per process; the rest fold into "other".
 OPEN_LABEL_LIMIT: Final = 32
 
@@ -160,7 +162,7 @@ LOG_ATTEMPT_FAILED: Final = "attempt_failed"
 LOG_SESSION_CLOSED: Final = "session_closed"
 LOG_UNHANDLED_TASK_ERROR: Final = "unhandled_task_error"
 
-# --- sidecar and multiprocess reaping (otel_agents._multiproc, otel_agents._sidecar) -------------
+# --- sidecar and multiprocess reaping (otel_agents._sidecar) -------------------------------------
 # Self-metrics the sidecar appends to its scrape of PROMETHEUS_MULTIPROC_DIR. Base units only.
 SIDECAR_RENDER_SECONDS: Final = "otel_agents_sidecar_render_seconds"
 SIDECAR_LIVE_PROCESSES: Final = "otel_agents_sidecar_live_processes"
@@ -168,6 +170,6 @@ SIDECAR_DB_FILES: Final = "otel_agents_sidecar_db_files"
 SIDECAR_REAPED_PROCESSES: Final = "otel_agents_sidecar_reaped_processes_total"
 SIDECAR_REAP_ERRORS: Final = "otel_agents_sidecar_reap_errors_total"
 # ``otel_agents_internal_errors_total{where}`` value for a failed liveness registration
-WHERE_LIVENESS: Final = "liveness"
-# ... and for a failure to clean the error text of a livekit span (otel_agents._export.span_redaction)
-WHERE_SPAN_REDACTION: Final = "span_redaction"
+WHERE_LIVENESS: Final[Where] = "liveness"
+# ... and for a failure to clean the error text of a livekit span (_export.span_redaction)
+WHERE_SPAN_REDACTION: Final[Where] = "span_redaction"

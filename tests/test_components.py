@@ -42,6 +42,7 @@ from multidict import CIMultiDict, CIMultiDictProxy
 from yarl import URL
 
 import otel_agents
+from otel_agents import _runtime
 from otel_agents import names as n
 from otel_agents._capture import attempts as _hooks
 from otel_agents._export import recorder as _record
@@ -1060,8 +1061,8 @@ async def run_session(model: llm.LLM) -> tuple[list[str], list[Any]]:
 
 
 def break_tracer_start_span(monkeypatch: pytest.MonkeyPatch) -> None:
-    recorder = _hooks._recorder
-    assert recorder is not None
+    assert _runtime.current is not None
+    recorder = _runtime.current.recorder
     assert recorder.tracer is not None
 
     def start_span(*args: Any, **kwargs: Any) -> Any:

@@ -94,6 +94,7 @@ from prometheus_client import REGISTRY
 import otel_agents
 from otel_agents import names as n
 from otel_agents._capture import attempts as _hooks
+from otel_agents._capture import instrument
 from otel_agents._capture import sessions as _session
 from otel_agents._export import metrics as _metrics
 from otel_agents._export import pipeline as _pipeline
@@ -780,7 +781,7 @@ async def test_with_a_recording_tracer_livekit_itself_replaces_an_unprintable_ex
     otel_agents.init(tracer_provider=TracerProvider())
     with_otel_agents = await host_sees()
     otel_agents.shutdown()
-    assert not _hooks.is_instrumented()
+    assert not instrument.is_instrumented()
     set_tracer_provider(TracerProvider())  # livekit's tracing alone
     try:
         without = await host_sees()

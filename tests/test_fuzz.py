@@ -83,11 +83,11 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExporter, Sp
 from prometheus_client import REGISTRY, generate_latest
 
 import otel_agents
-from otel_agents import _classify
+from otel_agents import _classify, _runtime
 from otel_agents import names as n
-from otel_agents._capture import attempts as _hooks
 from otel_agents._export import metrics as _metrics
-from otel_agents._export.recorder import AttemptRecord, span_attributes
+from otel_agents._export.recorder import attempt_fields, span_attributes
+from otel_agents._export.records import AttemptRecord
 
 from conftest import reset_metrics
 from scripted import ScriptedLLM, ScriptedRealtimeModel, ScriptedSTT, ScriptedTTS
@@ -686,7 +686,7 @@ def test_classify_and_the_record_never_raise() -> None:
         assert _classify.find_quota(chain) == c.quota
         record = AttemptRecord("llm", "fuzz", attempt, final, c.root_cause_type, False, c, 0)
         for capture in (True, False):
-            fields = record.fields(capture)
+            fields = attempt_fields(record, capture)
             message = fields["root_cause_message"]
             assert (message is None) is not capture
             # truncated to 256 chars, then redacted (a cut secret's "[REDACTED]" may be longer)
@@ -782,12 +782,12 @@ class NoWaitRetries(APIConnectOptions):
 def _uninstrumented() -> Iterator[None]:
     """Build the control model with otel-agents' constructor hook inert, so that no handler
     is attached to it (the hooks themselves stay installed for everything else)."""
-    recorder = _hooks._recorder
-    _hooks._recorder = None
+    runtime = _runtime.current
+    _runtime.current = None
     try:
         yield
     finally:
-        _hooks._recorder = recorder
+        _runtime.current = runtime
 
 
 def _cause(exc: object) -> object:

@@ -17,8 +17,9 @@ from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from prometheus_client import REGISTRY
 
 import otel_agents
+from otel_agents import _runtime
 from otel_agents import names as n
-from otel_agents._capture import attempts as _hooks
+from otel_agents._capture import instrument
 
 from conftest import reset_metrics
 from netfaults import BlackHole, closed_port
@@ -55,11 +56,11 @@ def failures() -> float:
 @pytest.mark.usefixtures("clean")
 async def test_second_init_warns_and_changes_nothing() -> None:
     otel_agents.init()
-    recorder = _hooks._recorder
+    assert _runtime.current is not None
+    recorder = _runtime.current.recorder
     with pytest.warns(RuntimeWarning, match="already called"):
         otel_agents.init(capture_messages=False)
-    assert _hooks._recorder is recorder
-    assert recorder is not None
+    assert _runtime.current.recorder is recorder
     assert recorder.capture_messages is True
 
 
@@ -68,7 +69,7 @@ async def test_second_init_warns_and_changes_nothing() -> None:
 async def test_sdk_disabled_makes_init_a_no_op(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("OTEL_SDK_DISABLED", "true")
     otel_agents.init()
-    assert not _hooks.is_instrumented()
+    assert not instrument.is_instrumented()
     await fail_once(ScriptedLLM([ssl_connection_error]))
     assert failures() == 0
 
@@ -78,7 +79,7 @@ def test_invalid_env_raises_and_instruments_nothing(monkeypatch: pytest.MonkeyPa
     monkeypatch.setenv("OTEL_AGENTS_SILENCE_TIMEOUT", "abc")
     with pytest.raises(ValueError, match="OTEL_AGENTS_SILENCE_TIMEOUT='abc'"):
         otel_agents.init()
-    assert not _hooks.is_instrumented()
+    assert not instrument.is_instrumented()
 
 
 @pytest.mark.asyncio

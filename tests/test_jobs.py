@@ -1,10 +1,10 @@
-"""Every job process counted (DESIGN.md sections 3, 5, 6; livekit-internals.md section 3).
+"""Every job process counted: every attempt and session of every job process, in one scrape.
 
 livekit runs each job in a forkserver child of the worker's main process. This module does the
 same: a main process and several forkserver children, each running real ``AgentSession``s (text
 mode, no room, offline) whose scripted LLMs fail and recover, one child SIGKILLed mid-session,
 then hundreds of short-lived job processes coming and going. The aggregate scrape
-(``otel_agents._multiproc.render``) must count every attempt and session exactly, nothing lost
+(``otel_agents._sidecar.render``) must count every attempt and session exactly, nothing lost
 from the killed child's completed work, without the dead processes' live gauges, and the
 multiprocess directory must stay bounded whatever the number of processes that came and went.
 
@@ -15,8 +15,8 @@ How the processes are laid out, and why:
   otel-agents' metrics in process memory (``tests/conftest.py``); ``otel_agents.init()`` state,
   the forkserver and the directory would all be shared with the other tests. The subprocess
   replays what livekit's ``Worker.run`` does, in its order: ``livekit.agents`` imported first
-  (prometheus_client picks its in-memory value class: the import-order trap of
-  livekit-internals.md 3.2), then ``PROMETHEUS_MULTIPROC_DIR`` set in ``os.environ`` and the
+  (prometheus_client picks its in-memory value class then, before the variable below is set:
+  the import-order trap), then ``PROMETHEUS_MULTIPROC_DIR`` set in ``os.environ`` and the
   directory wiped, then ``otel_agents.init()``, then the forkserver started (it inherits the
   variable), preloading ``livekit.agents`` as livekit preloads its plugins, and this module (it
   holds the job functions and imports the heavy test providers, which each job would otherwise
@@ -24,7 +24,7 @@ How the processes are laid out, and why:
 * Each **job process** is a ``multiprocessing.get_context("forkserver")`` child that calls
   ``otel_agents.init()`` and runs its sessions, reporting to the main process over a pipe.
 * The **pytest process** plays Prometheus' scraper beside the worker (the ``otel-agents
-  sidecar``'s role): it only reads the directory, through ``_multiproc.render``, and compares
+  sidecar``'s role): it only reads the directory, through ``_sidecar.render``, and compares
   the result with what it derives from the scripts (``llm_request`` and ``session_totals``
   below: livekit's retry loop applied to each script). It also checks that livekit's own
   ``/metrics`` view of the directory (``MultiProcessCollector``) agrees once the scrape has
@@ -82,7 +82,7 @@ REPLY = "hi, how can I help?"
 
 # --- the scripts, and what livekit's retry loop makes of them ------------------------------------
 
-# The gateway's rate-limit 429 (agent-gateway pkg/quota/response.go, as in test_session_turns.py)
+# The gateway's rate-limit 429 (the body it sends, as in test_session_turns.py)
 RATE_LIMIT_BODY = {
     "type": "inference_quota_exceeded",
     "error": "LLM request rate exceeded, category: MaxConcurrentGatewayLLMRpm",
@@ -228,7 +228,7 @@ def opened_totals() -> Counter[Key]:
 
 
 def session_totals(provider: str, session: Session) -> tuple[Counter[Key], Counter[Key]]:
-    """The counters and the histogram counts one closed session adds (DESIGN.md section 5)."""
+    """The counters and the histogram counts one closed session adds."""
     totals, outcome = llm_request(provider, session)
     totals += opened_totals()
     reason = "user_initiated"  # closed by aclose()
@@ -408,9 +408,9 @@ class MainProcess:
 
     def render(self) -> dict[str, Any]:
         """A scrape served by the main process itself, then one more failed request here."""
-        from otel_agents import _multiproc
+        from otel_agents._sidecar import render as sidecar
 
-        text = _multiproc.render(self.directory).decode()
+        text = sidecar.render(self.directory).decode()
         asyncio.run(one_request("main", CHURN_REQUEST))
         return {"text": text}
 
@@ -445,8 +445,8 @@ class MainProcess:
 
 
 def main_process(directory: str) -> None:
-    """What livekit's Worker.run does, in its order (livekit-internals.md 3.2), then commands
-    from the test on stdin."""
+    """What livekit's Worker.run does, in its order (livekit imported, the variable set, the
+    directory emptied, then the agent module's init()), then commands from the test on stdin."""
     from prometheus_client import values
 
     trapped = values.ValueClass is values.MutexValue  # livekit imported prometheus_client
@@ -503,10 +503,10 @@ def parse(text: str) -> Scrape:
 
 def render(directory: Path) -> Scrape:
     """The aggregate scrape: reap the dead processes, then every process's metrics."""
-    from otel_agents import _multiproc
+    from otel_agents._sidecar import render as sidecar
 
     started = time.perf_counter()
-    text = _multiproc.render(str(directory)).decode()
+    text = sidecar.render(str(directory)).decode()
     scrape = parse(text)
     scrape.seconds = time.perf_counter() - started
     return scrape
@@ -801,7 +801,7 @@ def test_every_job_process_is_counted(worker: tuple[Worker, Path]) -> None:
 
     total = 1 + len(JOBS) + len(churn_pids)
     print(
-        f"\n_multiproc.render of the directory (median of 5): {median_ms(before_churn)} "
+        f"\n_sidecar.render of the directory (median of 5): {median_ms(before_churn)} "
         f"after {1 + len(JOBS)} processes, {median_ms(after_churn)} after {total}; "
         f"files: {len(files_before)} then {len(listing(directory))} after the main process "
         f"exited: {listing(directory)}; scrapes during the churn: "
@@ -816,13 +816,14 @@ def median_ms(seconds: list[float]) -> str:
 def test_a_scrape_survives_a_metric_file_being_created(tmp_path: Path) -> None:
     """A live process's metric file between its creation and its sizing: empty, no samples
     yet. The scrape must serve every other process's metrics as usual."""
-    from otel_agents import _multiproc
+    from otel_agents._sidecar import render as sidecar
+    from otel_agents._sidecar.dbfile import write_db
 
     # another live process's counter file, with one sample written
     sample = json.dumps([n.USER_TURNS.removesuffix("_total"), n.USER_TURNS, {}, "User turns."])
-    _multiproc.write_db(str(tmp_path / f"counter_{os.getppid()}.db"), [(sample, 3.0, 0.0)])
+    write_db(str(tmp_path / f"counter_{os.getppid()}.db"), [(sample, 3.0, 0.0)])
     (tmp_path / f"counter_{os.getpid()}.db").touch()  # this one is being created
 
-    scrape = parse(_multiproc.render(str(tmp_path)).decode())
+    scrape = parse(sidecar.render(str(tmp_path)).decode())
 
     assert dict(scrape.totals) == {key(n.USER_TURNS): 3.0}

@@ -1,4 +1,5 @@
-"""Liveness locks and dead-process compaction in PROMETHEUS_MULTIPROC_DIR (otel_agents._multiproc).
+"""Liveness locks (``otel_agents._multiproc.liveness``) and dead-process compaction
+(``otel_agents._sidecar.reap``) in PROMETHEUS_MULTIPROC_DIR.
 
 Real child processes write real prometheus_client files; some are killed with SIGKILL. What
 the scrape (``MultiProcessCollector``) shows must not change when dead processes' files are
@@ -25,9 +26,11 @@ from prometheus_client import REGISTRY, CollectorRegistry
 from prometheus_client.mmap_dict import mmap_key
 from prometheus_client.multiprocess import MultiProcessCollector
 
-from otel_agents import _multiproc
 from otel_agents import names as n
-from otel_agents._multiproc import LOCK_PREFIX, LOCK_SUFFIX, REAPER_LOCK, reap, write_db
+from otel_agents._multiproc import liveness
+from otel_agents._multiproc.liveness import LOCK_PREFIX, LOCK_SUFFIX
+from otel_agents._sidecar.dbfile import write_db
+from otel_agents._sidecar.reap import REAPER_LOCK, reap
 
 TIMEOUT_S = 60
 
@@ -41,7 +44,7 @@ CHILD = textwrap.dedent(
     directory, spec = sys.argv[1], json.loads(sys.argv[2])
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = directory
     from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Summary
-    from otel_agents import _multiproc
+    from otel_agents._multiproc import liveness
 
     def write(i, per_pid_gauge):
         r = CollectorRegistry()
@@ -61,7 +64,7 @@ CHILD = textwrap.dedent(
             Gauge("t_each", "Each.", registry=r, multiprocess_mode="all").set(i)
 
     if spec["mode"] == "worker":
-        _multiproc.register_process(directory)
+        liveness.register_process(directory)
         write(spec["i"], True)
         print("ready", os.getpid(), flush=True)
         sys.stdin.readline()
@@ -71,7 +74,7 @@ CHILD = textwrap.dedent(
         for i in range(spec["count"]):
             pid = os.fork()
             if pid == 0:
-                _multiproc.register_process(directory)
+                liveness.register_process(directory)
                 write(spec["first"] + i, False)
                 os._exit(0)
             os.waitpid(pid, 0)
@@ -301,9 +304,9 @@ def test_a_live_process_is_never_reaped_even_when_it_is_the_reaper(
     directory: Path, workers: list[Worker], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # this test process registers too: its own lock must survive its own reap
-    monkeypatch.setattr(_multiproc, "_registration", None)
-    _multiproc.register_process(str(directory))
-    registration = _multiproc._registration
+    monkeypatch.setattr(liveness, "_registration", None)
+    liveness.register_process(str(directory))
+    registration = liveness._registration
     assert registration is not None
     assert registration.pid == os.getpid()
     try:
@@ -507,15 +510,15 @@ def test_a_failed_registration_is_contained_and_counted(
 
     not_a_directory = tmp_path / "file"
     not_a_directory.write_text("")
-    monkeypatch.setattr(_multiproc, "_registration", None)
+    monkeypatch.setattr(liveness, "_registration", None)
     before = errors()
-    _multiproc.register_process(str(not_a_directory))  # never raises into the host
+    liveness.register_process(str(not_a_directory))  # never raises into the host
     assert errors() == before + 1
-    _multiproc.register_process(str(tmp_path / "not-yet"))  # the worker creates it later
+    liveness.register_process(str(tmp_path / "not-yet"))  # the worker creates it later
     assert errors() == before + 1
-    assert _multiproc._registration is None
+    assert liveness._registration is None
     monkeypatch.delenv("PROMETHEUS_MULTIPROC_DIR", raising=False)
     monkeypatch.delenv("prometheus_multiproc_dir", raising=False)
-    _multiproc.register_process()  # multiprocess mode off: nothing to do
-    assert _multiproc._registration is None
+    liveness.register_process()  # multiprocess mode off: nothing to do
+    assert liveness._registration is None
     assert list(tmp_path.iterdir()) == [not_a_directory]

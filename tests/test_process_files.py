@@ -17,8 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from otel_agents import _multiproc
 from otel_agents import names as n
+from otel_agents._sidecar import render as sidecar
 
 SCRIPT = r"""
 import asyncio, json, os, sys
@@ -28,7 +28,7 @@ import livekit.agents  # prometheus_client imported before the variable is set
 directory = sys.argv[2]
 os.environ["PROMETHEUS_MULTIPROC_DIR"] = directory
 import otel_agents
-from otel_agents import _process_files
+from otel_agents._multiproc import process_files
 from livekit.agents import llm
 from livekit.agents.types import APIConnectOptions
 from scripted import ScriptedLLM, ssl_connection_error
@@ -43,7 +43,7 @@ async def fail(times):
         except Exception:
             pass
 
-def wipe():  # livekit-agents 1.8.9 worker.py, AgentServer.run
+def wipe():  # what livekit's AgentServer.run does to the directory
     for filename in os.listdir(directory):
         file_path = os.path.join(directory, filename)
         if os.path.isfile(file_path):
@@ -56,7 +56,7 @@ for step in sys.argv[3].split(","):
     if step == "wipe":
         wipe()
     elif step == "restore":
-        out.setdefault("restored", []).append(_process_files.restore())
+        out.setdefault("restored", []).append(process_files.restore())
     elif step == "fail":
         asyncio.run(fail(3))
     elif step == "hostile":  # the path of a file to restore is taken by a directory
@@ -82,7 +82,7 @@ def run_main(directory: Path, steps: str) -> tuple[subprocess.Popen[str], dict[s
 
 def failures(directory: Path) -> float:
     """``otel_agents_attempt_failures_total`` as a scrape of the directory sees it."""
-    text = _multiproc.render(str(directory)).decode()
+    text = sidecar.render(str(directory)).decode()
     return sum(
         float(line.rsplit(" ", 1)[1])
         for line in text.splitlines()
@@ -91,7 +91,7 @@ def failures(directory: Path) -> float:
 
 
 def live_processes(directory: Path) -> float:
-    text = _multiproc.render(str(directory)).decode()
+    text = sidecar.render(str(directory)).decode()
     (line,) = [x for x in text.splitlines() if x.startswith(n.SIDECAR_LIVE_PROCESSES + " ")]
     return float(line.split()[1])
 

@@ -45,7 +45,7 @@ from prometheus_client import REGISTRY, CollectorRegistry, multiprocess
 
 import otel_agents
 from otel_agents import names as n
-from otel_agents._capture import attempts as _hooks
+from otel_agents._capture import instrument
 from otel_agents._capture import sessions as _session
 
 from conftest import Series, reset_metrics, session_series
@@ -197,7 +197,7 @@ async def _closed_behind_a_live_timer() -> weakref.ref[AgentSession]:
 @pytest.mark.asyncio
 async def test_without_otel_agents_a_closed_session_is_collected_behind_a_live_timer() -> None:
     """The control for the next test: livekit alone lets the session go."""
-    assert not _hooks.is_instrumented()
+    assert not instrument.is_instrumented()
     session_ref = await _closed_behind_a_live_timer()
     assert session_ref() is None
 

@@ -190,10 +190,10 @@ async def test_recovered_request_counts_ok_and_is_not_masked(telemetry) -> None:
 
 @pytest.mark.asyncio
 async def test_capture_messages_false_drops_messages(telemetry, monkeypatch) -> None:
-    from otel_agents._capture import attempts as _hooks
+    from otel_agents import _runtime
 
-    assert _hooks._recorder is not None
-    monkeypatch.setattr(_hooks._recorder, "capture_messages", False)
+    assert _runtime.current is not None
+    monkeypatch.setattr(_runtime.current.recorder, "capture_messages", False)
     model = ScriptedLLM([ssl_connection_error])
 
     await _run_session(model, max_retry=0)

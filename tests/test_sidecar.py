@@ -29,9 +29,9 @@ from prometheus_client.openmetrics.parser import (
 )
 from prometheus_client.parser import text_string_to_metric_families
 
-from otel_agents import _sidecar
 from otel_agents import names as n
-from otel_agents._sidecar import MetricsServer, start_metrics_server
+from otel_agents._sidecar import cli
+from otel_agents._sidecar.server import MetricsServer, start_metrics_server
 
 from .prometheus_bin import promtool
 from .test_multiproc_reap import TIMEOUT_S, Worker, _env, start_workers, stop_workers
@@ -320,7 +320,7 @@ async def test_registry_source_and_bad_arguments() -> None:
 # --- the CLI ---------------------------------------------------------------------------------
 
 
-ENV_SECRETS = (_sidecar.ENV_BEARER_TOKEN, _sidecar.ENV_BASIC_AUTH)
+ENV_SECRETS = (cli.ENV_BEARER_TOKEN, cli.ENV_BASIC_AUTH)
 
 
 def sidecar(*args: str, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
@@ -407,8 +407,8 @@ def test_cli_errors_are_one_line(
             for name, value in env.items():
                 m.setenv(name, value)
             parser = argparse.ArgumentParser()
-            _sidecar.add_arguments(parser)
-            code = _sidecar.run(parser.parse_args(args))
+            cli.add_arguments(parser)
+            code = cli.run(parser.parse_args(args))
         out, err = capsys.readouterr()
         assert (code, out, err) == (2, "", expected + "\n"), args
         assert "no-colon-secret" not in err

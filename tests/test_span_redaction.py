@@ -2,8 +2,9 @@
 
 ``init()`` hands livekit its tracer provider; livekit's tracer records exceptions with their raw
 message (``exception`` event, ``exception.message``/``exception.stacktrace`` attributes, the error
-status). ``otel_agents._export.span_redaction`` runs first on that provider. The end-to-end proof with
-real sessions and planted secrets is ``tests/test_secret_audit.py``; these pin the mechanism.
+status). ``otel_agents._export.span_redaction`` runs first on that provider. The end-to-end
+proof with real sessions and planted secrets is ``tests/test_secret_audit.py``; these pin the
+mechanism.
 """
 
 from __future__ import annotations

@@ -1,9 +1,9 @@
-"""Hooks that see every failed attempt of every provider instance (DESIGN.md section 4).
+"""Every failed attempt of every provider instance becomes an ``AttemptRecord``.
 
-Discovery wraps the ``__init__`` of livekit's public base classes; observation uses only the
-instances' public ``.on()`` events (livekit-internals.md section 4.2). So FallbackAdapter
+The hooks use only the instances' public ``.on()`` events (``docs/livekit.md``): FallbackAdapter
 children, StreamAdapter inner STTs, recovery probes and hot-swapped models are all covered,
-although their errors never reach the session's ``error`` event.
+although their errors never reach the session's ``error`` event. ``instrument`` attaches them to
+every instance livekit's base classes construct.
 
 Attempt index: livekit's events carry none, but each retry loop emits from its own task, so
 failures are counted per ``(instance, asyncio.current_task())``. A request ends at its final
@@ -22,37 +22,25 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import functools
-import importlib
-import inspect
 import threading
 import time
 import weakref
 from collections.abc import Callable
 from typing import Any, Final
 
+from .. import _runtime
+from .. import names as n
 from .._classify import Classification, classify
-from .._export import labels as lbl
-from .._export.recorder import AttemptRecord, Recorder
-from . import sessions as _session
-from . import worker as _worker
+from .._export.recorder import Recorder
+from .._export.records import AttemptRecord
+from . import sessions
+from .events import one_arg
 
 #: a request with no failure for this long starts again at attempt 0
 QUIET_GAP_S: Final = 30.0
 
-#: (module, class, component): the base classes whose ``__init__`` is wrapped to attach hooks
-TARGETS: Final = (
-    ("livekit.agents.llm", "LLM", "llm"),
-    ("livekit.agents.stt", "STT", "stt"),
-    ("livekit.agents.tts", "TTS", "tts"),
-    ("livekit.agents.llm", "RealtimeSession", "realtime"),
-    ("livekit.agents.inference.interruption", "AdaptiveInterruptionDetector", "interruption"),
-)
-
-_recorder: Recorder | None = None
-_originals: dict[tuple[type, str], Callable[..., Any]] = {}
-_silence_timeout = 8.0
 _attached: weakref.WeakSet[object] = weakref.WeakSet()
-_lock = threading.Lock()
+_attached_lock = threading.Lock()
 
 # The realtime FallbackAdapter's session re-emits its child's error (the same exception object,
 # sometimes in a model_copy of the event): the child's record is the one that counts.
@@ -83,7 +71,7 @@ class _Request:
 
 
 class _Instance:
-    """What one instrumented provider instance needs: its component, its provider label and
+    """What one instrumented provider instance needs: its component, its provider's name and
     the request in flight per task."""
 
     __slots__ = (
@@ -106,10 +94,10 @@ class _Instance:
         # a TTS's inner-stream error, classified before livekit clobbers its chain
         self.inner_error: tuple[BaseException, Classification] | None = None
 
-    def provider_label(self) -> str:
+    def provider_name(self) -> str:
         # Read lazily: subclasses set what ``provider`` reads after the base __init__ ran.
         if self.provider is None:
-            self.provider = lbl.provider(_provider_name(self.owner()))
+            self.provider = _provider_name(self.owner()) or n.UNKNOWN
         return self.provider
 
     def request_for(self, key: object) -> _Request:
@@ -166,20 +154,6 @@ def _request_key(inst: _Instance) -> object:
     return _ONE_KEY if task is None else task
 
 
-def _one_arg(ev: Any) -> None: ...
-
-
-#: the signature of every handler otel-agents subscribes: one positional argument
-HANDLER_SIGNATURE: Final = inspect.signature(_one_arg)
-
-
-def _with_signature(handler: Callable[[Any], None]) -> Callable[[Any], None]:
-    # livekit's EventEmitter.emit calls inspect.signature() on every callback for every event;
-    # a precomputed __signature__ spares the host that introspection (about 5 us per emit).
-    handler.__signature__ = HANDLER_SIGNATURE  # type: ignore[attr-defined]
-    return handler
-
-
 def _make_error_handler(inst: _Instance, emitter: object) -> Callable[[Any], None]:
     is_wrapper = _is_wrapper(emitter)
     is_tts = inst.component == "tts"
@@ -187,9 +161,10 @@ def _make_error_handler(inst: _Instance, emitter: object) -> Callable[[Any], Non
 
     def on_error(ev: Any) -> None:
         global _last_realtime_error
-        recorder = _recorder
-        if recorder is None:
+        runtime = _runtime.current
+        if runtime is None:
             return
+        recorder = runtime.recorder
         try:
             error = ev.error
             if is_realtime:
@@ -206,7 +181,7 @@ def _make_error_handler(inst: _Instance, emitter: object) -> Callable[[Any], Non
         except Exception:
             recorder.internal_error("attempt_hook")
 
-    return _with_signature(on_error)
+    return one_arg(on_error)
 
 
 def _on_error(recorder: Recorder, inst: _Instance, ev: object, error: object, final: bool) -> None:
@@ -239,7 +214,7 @@ def _on_error(recorder: Recorder, inst: _Instance, ev: object, error: object, fi
         request.open = False
     record = AttemptRecord(
         component=inst.component,
-        provider=inst.provider or inst.provider_label(),
+        provider=inst.provider or inst.provider_name(),
         attempt=attempt,
         final=final,
         first_root_cause_type=first_root_cause,
@@ -248,7 +223,7 @@ def _on_error(recorder: Recorder, inst: _Instance, ev: object, error: object, fi
         timestamp_ns=time.time_ns(),
     )
     recorder.attempt_failed(record)
-    _session.attribute_attempt(ev, record)
+    sessions.attribute_attempt(ev, record)
 
 
 def _make_metrics_handler(inst: _Instance) -> Callable[[Any], None]:
@@ -257,9 +232,10 @@ def _make_metrics_handler(inst: _Instance) -> Callable[[Any], None]:
     is_tts = inst.component == "tts"
 
     def on_metrics(ev: Any) -> None:
-        recorder = _recorder
-        if recorder is None:
+        runtime = _runtime.current
+        if runtime is None:
             return
+        recorder = runtime.recorder
         try:
             # synthesize-via-stream: the inner stream's metrics (streamed=True) and the outer
             # chunked stream's describe one request; count the outer's
@@ -273,11 +249,11 @@ def _make_metrics_handler(inst: _Instance) -> Callable[[Any], None]:
                 request = inst.requests.get(_request_key(inst))
                 if request is not None:
                     request.open = False
-            recorder.request_ok(inst.component, inst.provider or inst.provider_label())
+            recorder.request_ok(inst.component, inst.provider or inst.provider_name())
         except Exception:
             recorder.internal_error("request_hook")
 
-    return _with_signature(on_metrics)
+    return one_arg(on_metrics)
 
 
 def _make_reconnected_handler(inst: _Instance) -> Callable[[Any], None]:
@@ -285,15 +261,16 @@ def _make_reconnected_handler(inst: _Instance) -> Callable[[Any], None]:
         try:
             inst.requests.clear()
         except Exception:
-            if _recorder is not None:
-                _recorder.internal_error("request_hook")
+            runtime = _runtime.current
+            if runtime is not None:
+                runtime.recorder.internal_error("request_hook")
 
-    return _with_signature(on_reconnected)
+    return one_arg(on_reconnected)
 
 
 def attach(emitter: Any, component: str) -> None:
     """Subscribe the hooks to one provider instance (idempotent)."""
-    with _lock:
+    with _attached_lock:
         if emitter in _attached:
             return
         _attached.add(emitter)
@@ -306,21 +283,24 @@ def attach(emitter: Any, component: str) -> None:
         emitter.on("session_reconnected", _make_reconnected_handler(inst))
 
 
-def _wrap_init(original: Callable[..., None], component: str) -> Callable[..., None]:
+def wrap_init(original: Callable[..., None], component: str) -> Callable[..., None]:
+    """A provider base class's ``__init__`` that attaches the hooks to the new instance."""
+
     @functools.wraps(original)
     def __init__(self: Any, *args: Any, **kwargs: Any) -> None:
         original(self, *args, **kwargs)
-        if _recorder is None:
+        runtime = _runtime.current
+        if runtime is None:
             return
         try:
             attach(self, component)
         except Exception:
-            _recorder.internal_error("instrument")
+            runtime.recorder.internal_error("instrument")
 
     return __init__
 
 
-def _wrap_chunked_stream_init(original: Callable[..., None]) -> Callable[..., None]:
+def wrap_chunked_stream_init(original: Callable[..., None]) -> Callable[..., None]:
     @functools.wraps(original)
     def __init__(self: Any, *args: Any, **kwargs: Any) -> None:
         token = _chunked_tts.set(kwargs.get("tts"))
@@ -332,7 +312,7 @@ def _wrap_chunked_stream_init(original: Callable[..., None]) -> Callable[..., No
     return __init__
 
 
-def _wrap_synthesize_stream_init(original: Callable[..., None]) -> Callable[..., None]:
+def wrap_synthesize_stream_init(original: Callable[..., None]) -> Callable[..., None]:
     @functools.wraps(original)
     def __init__(self: Any, *args: Any, **kwargs: Any) -> None:
         tts = kwargs.get("tts")
@@ -348,82 +328,7 @@ def _wrap_synthesize_stream_init(original: Callable[..., None]) -> Callable[...,
     return __init__
 
 
-Wrap = Callable[[Callable[..., Any]], Callable[..., Any]]
-
-
-def _wraps() -> list[tuple[str, str, str, Wrap]]:
-    wraps: list[tuple[str, str, str, Wrap]] = [
-        (module, name, "__init__", functools.partial(_wrap_init, component=component))
-        for module, name, component in TARGETS
-    ]
-    wraps.append(("livekit.agents.tts", "ChunkedStream", "__init__", _wrap_chunked_stream_init))
-    wraps.append(
-        ("livekit.agents.tts", "SynthesizeStream", "__init__", _wrap_synthesize_stream_init)
-    )
-    wraps.append(
-        (
-            "livekit.agents.voice",
-            "AgentSession",
-            "start",
-            lambda original: _session.wrap_start(original, _session_settings),
-        )
-    )
-    wraps.append(
-        (
-            "livekit.agents.worker",
-            "AgentServer",
-            "run",
-            lambda original: _worker.wrap_run(original, _internal_error),
-        )
-    )
-    return wraps
-
-
-def _internal_error(where: str) -> None:
-    recorder = _recorder
-    if recorder is not None:
-        recorder.internal_error(where)
-
-
-def _session_settings() -> tuple[Recorder, float] | None:
-    recorder = _recorder
-    return None if recorder is None else (recorder, _silence_timeout)
-
-
-def instrument(recorder: Recorder, silence_timeout: float = 8.0) -> None:
-    """Wrap the base classes' constructors and ``AgentSession.start`` (idempotent), and start
-    recording to ``recorder``."""
-    global _recorder, _silence_timeout
-    with _lock:
-        _recorder = recorder
-        _silence_timeout = silence_timeout
-        _session.set_task_error_recorder(recorder)
-        for module_name, class_name, attribute, wrap in _wraps():
-            try:
-                cls = getattr(importlib.import_module(module_name), class_name)
-            except Exception:  # an optional part of livekit that is not there
-                continue
-            if (cls, attribute) in _originals:
-                continue
-            original = cls.__dict__[attribute]
-            _originals[(cls, attribute)] = original
-            setattr(cls, attribute, wrap(original))
-
-
-def uninstrument() -> None:
-    """Restore the wrapped methods; handlers already attached become no-ops."""
-    global _recorder, _last_realtime_error
-    with _lock:
-        _recorder = None
-        _last_realtime_error = None
-        _session.set_task_error_recorder(None)
-        for (cls, attribute), original in _originals.items():
-            setattr(cls, attribute, original)
-        _originals.clear()
-
-
-def is_instrumented() -> bool:
-    return _recorder is not None
-
-
-__all__ = ["attach", "instrument", "is_instrumented", "uninstrument"]
+def reset() -> None:
+    """Forget the realtime error last seen (``shutdown()``)."""
+    global _last_realtime_error
+    _last_realtime_error = None

@@ -1,14 +1,15 @@
-"""Per-session tracking: user turns and their outcome, silent sessions, dead turns, time to first
-speech, live unanswered turns, the close reason (DESIGN.md section 5), exported as metrics, the
-``otel_agents.session`` span and a ``session_closed`` log record.
+"""Per-session tracking: user turns and how each ended, whether the user and the agent spoke,
+time to first speech, live unanswered turns and the close reason (``docs/sessions.md``). The
+tracker is a state machine over the session's public events; everything it learns goes to the
+recorder (metrics as it happens, the span and the ``session_closed`` record at the end).
 
 Discovery wraps ``AgentSession.start``: the tracker subscribes to the session's public events
 before livekit's own start runs (so it sees ``initializing -> listening``), and a context
 variable, set in the caller's context, is inherited by every task the session creates. That is
 how a provider's failed attempt (FallbackAdapter children included, whose errors never reach the
 session) is attributed to its session, and why errors that arrive before the user message is
-committed land in the right turn: a turn's errors are those since the previous turn closed
-(livekit-internals.md section 2.4), whatever their order of arrival.
+committed land in the right turn: a turn's errors are those since the previous turn closed,
+whatever their order of arrival.
 
 Nothing of a session survives its close: the handlers are removed, the tracker is dropped from
 every registry, and the context variable only ever holds a weak reference.
@@ -20,22 +21,19 @@ import asyncio
 import contextlib
 import contextvars
 import functools
-import inspect
-import logging
 import time
 import weakref
 from collections import deque
 from collections.abc import Callable
 from typing import Any, Final
 
-from opentelemetry import trace
-from opentelemetry.trace import SpanKind
-
-from .. import names as n
-from .._classify import classify, exception_chain, root_index, safe_message, type_name
+from .. import _runtime
+from .._classify import classify, type_name
 from .._export import labels as lbl
-from .._export.recorder import AttemptRecord, Recorder, exportable, log
-from .._export.redact import clean_message
+from .._export.recorder import Recorder
+from .._export.records import AttemptRecord, SessionRecord
+from . import task_errors
+from .events import one_arg
 
 #: after close, how long a job's session span waits for the job's shutdown reason
 JOB_SHUTDOWN_GRACE_S: Final = 15.0
@@ -117,7 +115,7 @@ class SessionTracker:
         self.silence_timeout = silence_timeout
         self.started_at = time.time()
         self.loop: asyncio.AbstractEventLoop | None = None
-        self.span: trace.Span | None = None
+        self.span: Any = None  # the recorder's handle
         self.publish_timer: asyncio.TimerHandle | None = None
         self.published = False
         self.pending_events: list[tuple[str, dict[str, Any], int]] = []
@@ -159,24 +157,17 @@ class SessionTracker:
             self.handlers.append((event, handler))
         _open.add(self)
         _by_session[session] = self
-        m = self.recorder.metrics
-        m.sessions_started.inc(())
-        m.sessions_active.add(1)
+        self.recorder.session_started()
 
     def started(self) -> None:
         """After livekit's start returned: open the session span in livekit's trace (livekit
         leaves its ``agent_session`` span current in the caller's context)."""
-        tracer = self.recorder.tracer
-        if tracer is None or self.closed:
+        if self.closed:
             return
-        try:
-            self.span = tracer.start_span(
-                n.SPAN_SESSION, kind=SpanKind.INTERNAL, start_time=int(self.started_at * 1e9)
-            )
+        self.span = self.recorder.open_session_span(self.started_at)
+        if self.span is not None:
             for name, attributes, timestamp in self.pending_events:
-                self.span.add_event(name, attributes, timestamp)
-        except Exception:
-            self.recorder.internal_error("export_span")
+                self.recorder.session_event(self.span, name, attributes, timestamp)
         self.pending_events.clear()
 
     def finalize(self, reason: str) -> None:
@@ -190,21 +181,7 @@ class SessionTracker:
         self.close_reason = lbl.close_reason(reason)
         while self.turns:
             self._end_turn("dead_error" if self.window_errors else "abandoned")
-        m = self.recorder.metrics
-        spoke = lbl.boolean(self.agent_spoke)
-        m.sessions_closed.inc((self.close_reason, spoke))
-        if self.silent:
-            m.silent_sessions.inc((self.close_reason,))
-        m.session_duration.observe(max(0.0, self.closed_at - self.started_at), (self.close_reason,))
-        m.sessions_active.add(-1)
-        span = self.span
-        if span is not None:
-            try:
-                span.set_attributes(_span_attributes(self.fields()))
-                if self.close_reason == "error":
-                    span.set_status(trace.Status(trace.StatusCode.ERROR, self.close_error_type))
-            except Exception:
-                self.recorder.internal_error("export_span")
+        self.recorder.session_closed(self.record())
         self._detach()
         if self.in_job and not self.job_shutdown_reason and self._on_own_loop():
             # the job's shutdown reason arrives after close, from its shutdown callbacks: the
@@ -233,22 +210,7 @@ class SessionTracker:
             self.publish_timer.cancel()
             self.publish_timer = None
         span, self.span = self.span, None
-        if span is not None:
-            try:
-                if self.job_shutdown_reason is not None:
-                    span.set_attribute(n.S_JOB_SHUTDOWN_REASON, self.job_shutdown_reason)
-                span.end(end_time=int(self.closed_at * 1e9))
-            except Exception:
-                self.recorder.internal_error("export_span")
-        try:
-            _log(
-                logging.INFO if not self.silent else logging.WARNING,
-                n.LOG_SESSION_CLOSED,
-                self.fields(),
-                span,
-            )
-        except Exception:
-            self.recorder.internal_error("export_log")
+        self.recorder.publish_session(self.record(), span)
 
     def on_job_shutdown(self, reason: str) -> None:
         self.job_shutdown_reason = reason
@@ -271,22 +233,24 @@ class SessionTracker:
     def silent(self) -> bool:
         return self.user_spoke and not self.agent_spoke
 
-    def fields(self) -> dict[str, Any]:
-        return {
-            "close_reason": self.close_reason,
-            "silent": self.silent,
-            "agent_spoke": self.agent_spoke,
-            "user_spoke": self.user_spoke,
-            "user_turns": self.user_turns,
-            "answered_turns": self.answered,
-            "dead_turns": self.dead,
-            "unanswered_turns": self.unanswered_total,
-            "time_to_first_speech": self.time_to_first_speech,
-            "errors": self.errors,
-            "terminal_error": self.terminal,
-            "close_error_type": self.close_error_type,
-            "job_shutdown_reason": self.job_shutdown_reason,
-        }
+    def record(self) -> SessionRecord:
+        return SessionRecord(
+            close_reason=self.close_reason,
+            silent=self.silent,
+            agent_spoke=self.agent_spoke,
+            user_spoke=self.user_spoke,
+            user_turns=self.user_turns,
+            answered_turns=self.answered,
+            dead_turns=self.dead,
+            unanswered_turns=self.unanswered_total,
+            time_to_first_speech=self.time_to_first_speech,
+            errors=self.errors,
+            terminal_error=self.terminal,
+            close_error_type=self.close_error_type,
+            job_shutdown_reason=self.job_shutdown_reason,
+            started_at=self.started_at,
+            closed_at=self.closed_at,
+        )
 
     # --- turns ---------------------------------------------------------------------------------
 
@@ -295,7 +259,7 @@ class SessionTracker:
             self._end_turn("abandoned")
         self.user_spoke = True
         self.user_turns += 1
-        self.recorder.metrics.user_turns.inc(())
+        self.recorder.user_turn()
         turn = _Turn(at)
         self.turns.append(turn)
         if self.loop is not None:
@@ -313,7 +277,7 @@ class SessionTracker:
         turn.timer = None
         turn.unanswered = True
         self.unanswered_total += 1
-        self.recorder.metrics.unanswered_turns.add(1)
+        self.recorder.unanswered(1)
 
     def _end_turn(self, outcome: str) -> None:
         """End the oldest open turn with ``outcome``."""
@@ -323,10 +287,10 @@ class SessionTracker:
         if turn.timer is not None:
             turn.timer.cancel()
         if turn.unanswered:
-            self.recorder.metrics.unanswered_turns.add(-1)
+            self.recorder.unanswered(-1)
         if outcome in ("dead_error", "dead_empty"):
             self.dead += 1
-            self.recorder.metrics.dead_turns.inc(("error" if outcome == "dead_error" else "empty",))
+            self.recorder.dead_turn("error" if outcome == "dead_error" else "empty")
         self.window_errors = 0
 
     # --- livekit session events ----------------------------------------------------------------
@@ -339,11 +303,11 @@ class SessionTracker:
             if not self.agent_spoke:
                 self.agent_spoke = True
                 self.time_to_first_speech = max(0.0, at - self.started_at)
-                self.recorder.metrics.time_to_first_speech.observe(self.time_to_first_speech)
+                self.recorder.first_speech(self.time_to_first_speech)
             if self.turns:
                 self.answered += 1
                 opened_at = self.turns[0].opened_at
-                self.recorder.metrics.response_latency.observe(max(0.0, at - opened_at))
+                self.recorder.answered(max(0.0, at - opened_at))
                 self._end_turn("answered")
         elif old == "thinking" and new == "listening" and self.turns:
             errors_at_tools = self.turns[0].errors_at_tools
@@ -407,7 +371,7 @@ class SessionTracker:
 
     def add_event(self, name: str, attributes: dict[str, Any]) -> None:
         if self.span is not None:
-            self.span.add_event(name, attributes)
+            self.recorder.session_event(self.span, name, attributes)
         elif not self.closed and len(self.pending_events) < 8:
             self.pending_events.append((name, attributes, time.time_ns()))
 
@@ -424,38 +388,7 @@ def _guarded(tracker: SessionTracker, method: Callable[[Any], None]) -> Callable
         except Exception:
             t.recorder.internal_error("session_hook")
 
-    # livekit's emit runs inspect.signature on every callback: give it the answer
-    handler.__signature__ = _HANDLER_SIGNATURE  # type: ignore[attr-defined]
-    return handler
-
-
-def _one_arg(ev: Any) -> None: ...
-
-
-_HANDLER_SIGNATURE: Final = inspect.signature(_one_arg)
-
-
-def _span_attributes(fields: dict[str, Any]) -> dict[str, Any]:
-    pairs = (
-        (n.S_CLOSE_REASON, fields["close_reason"]),
-        (n.S_SILENT, fields["silent"]),
-        (n.S_AGENT_SPOKE, fields["agent_spoke"]),
-        (n.S_USER_SPOKE, fields["user_spoke"]),
-        (n.S_USER_TURNS, fields["user_turns"]),
-        (n.S_ANSWERED_TURNS, fields["answered_turns"]),
-        (n.S_DEAD_TURNS, fields["dead_turns"]),
-        (n.S_UNANSWERED_TURNS, fields["unanswered_turns"]),
-        (n.S_TIME_TO_FIRST_SPEECH, fields["time_to_first_speech"]),
-        (n.S_ERRORS, fields["errors"]),
-        (n.S_TERMINAL_ERROR, fields["terminal_error"]),
-        (n.S_CLOSE_ERROR_TYPE, fields["close_error_type"]),
-        (n.S_JOB_SHUTDOWN_REASON, fields["job_shutdown_reason"]),
-    )
-    return exportable(pairs)
-
-
-def _log(level: int, message: str, fields: dict[str, Any], span: trace.Span | None) -> None:
-    log(level, message, fields, span.get_span_context() if span is not None else None)
+    return one_arg(handler)
 
 
 def _job_context() -> Any:
@@ -470,17 +403,15 @@ def _job_context() -> Any:
 # --- discovery: AgentSession.start ----------------------------------------------------------
 
 
-def wrap_start(
-    original: Callable[..., Any], recorder_of: Callable[[], tuple[Recorder, float] | None]
-) -> Callable[..., Any]:
+def wrap_start(original: Callable[..., Any]) -> Callable[..., Any]:
     """``AgentSession.start`` that tracks the session it starts."""
 
     @functools.wraps(original)
     async def start(self: Any, *args: Any, **kwargs: Any) -> Any:
-        active = recorder_of()
+        runtime = _runtime.current
         tracker: SessionTracker | None = None
-        if active is not None and getattr(self, "_started", False) is False:
-            recorder, silence_timeout = active
+        if runtime is not None and getattr(self, "_started", False) is False:
+            recorder, silence_timeout = runtime.recorder, runtime.settings.silence_timeout
             try:
                 previous = _by_session.get(self)
                 if previous is not None:  # restarted without a close we saw
@@ -490,7 +421,7 @@ def wrap_start(
                 current.set(weakref.ref(tracker))
                 tracker.in_job = _register_job_shutdown(tracker)
                 if tracker.loop is not None:
-                    chain_exception_handler(tracker.loop)
+                    task_errors.chain_exception_handler(tracker.loop, newest_session_on)
             except Exception:
                 recorder.internal_error("session_hook")
         try:
@@ -543,15 +474,23 @@ def _only_session_of_running_loop() -> SessionTracker | None:
     if not _open:
         return None
     try:
-        sessions = _sessions_on(asyncio.get_running_loop())
+        sessions = sessions_on(asyncio.get_running_loop())
     except RuntimeError:
         return None
     return sessions[0] if len(sessions) == 1 else None
 
 
-def _sessions_on(loop: asyncio.AbstractEventLoop) -> list[SessionTracker]:
+def sessions_on(loop: asyncio.AbstractEventLoop) -> list[SessionTracker]:
     """The open sessions running on ``loop``, oldest first."""
     return sorted((t for t in _open if t.loop is loop), key=lambda t: t.started_at)
+
+
+def newest_session_on(loop: asyncio.AbstractEventLoop) -> SessionTracker | None:
+    """The session an unhandled task error on ``loop`` belongs to: with one session per job
+    process (livekit's norm) it is exact (on 3.11 a task's context cannot be read to find its
+    own session)."""
+    sessions = sessions_on(loop)
+    return sessions[-1] if sessions else None
 
 
 def forget_inherited() -> None:
@@ -570,83 +509,3 @@ def finalize_all(reason: str = "other") -> None:
             tracker.publish()
         except Exception:
             tracker.recorder.internal_error("session_hook")
-
-
-# --- unhandled task errors ------------------------------------------------------------------
-
-_chained: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Any] = weakref.WeakKeyDictionary()
-_task_error_recorder: Recorder | None = None
-
-
-def set_task_error_recorder(recorder: Recorder | None) -> None:
-    global _task_error_recorder
-    _task_error_recorder = recorder
-
-
-def chain_exception_handler(loop: asyncio.AbstractEventLoop) -> None:
-    """Record every never-retrieved task exception on ``loop``, then hand the context to the
-    handler that was there before (or the loop's default): nothing else changes."""
-    if loop in _chained:
-        return
-    previous = loop.get_exception_handler()
-
-    def handler(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
-        try:
-            _record_task_error(loop, context)
-        except Exception:
-            if _task_error_recorder is not None:
-                _task_error_recorder.internal_error("task_error_hook")
-        if previous is not None:
-            previous(loop, context)
-        else:
-            loop.default_exception_handler(context)
-
-    _chained[loop] = previous
-    loop.set_exception_handler(handler)
-
-
-def _record_task_error(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
-    recorder = _task_error_recorder
-    exc = context.get("exception")
-    if recorder is None or not isinstance(exc, BaseException):
-        return
-    message = context.get("message")
-    if not isinstance(message, str) or "never retrieved" not in message:
-        return
-    chain = exception_chain(exc)
-    root = chain[root_index(chain)]
-    root_type = type_name(type(root))
-    recorder.metrics.unhandled_task_errors.inc((lbl.root_cause(root_type),))
-    future = context.get("future") or context.get("task")
-    try:
-        task_name = future.get_name() if isinstance(future, asyncio.Task) else None
-    except Exception:
-        task_name = None
-    root_message = clean_message(safe_message(root)) if recorder.capture_messages else None
-    attributes = {
-        n.A_ERROR_TYPE: type_name(type(exc)),
-        n.A_ROOT_CAUSE_TYPE: root_type,
-    }
-    if root_message is not None:
-        attributes[n.A_ROOT_CAUSE_MESSAGE] = root_message
-    if task_name:
-        attributes[n.E_TASK_NAME] = task_name
-    # the newest session of that loop: with one session per job process (livekit's norm) it is
-    # exact (on 3.11 a task's context cannot be read to find its own session)
-    sessions = _sessions_on(loop)
-    tracker = sessions[-1] if sessions else None
-    span = None
-    if tracker is not None:
-        tracker.add_event(n.EVENT_UNHANDLED_TASK_ERROR, attributes)
-        span = tracker.span
-    _log(
-        logging.ERROR,
-        n.LOG_UNHANDLED_TASK_ERROR,
-        {
-            "error_type": attributes[n.A_ERROR_TYPE],
-            "root_cause_type": root_type,
-            "root_cause_message": root_message,
-            "task_name": task_name,
-        },
-        span,
-    )

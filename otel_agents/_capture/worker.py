@@ -6,7 +6,7 @@ before it):
 * **Files.** ``run()`` creates ``PROMETHEUS_MULTIPROC_DIR`` and deletes every file in it, the
   ones ``init()`` just made included. On the server's ``worker_started`` (emitted after that
   clean-up) this process's metric files and liveness lock are put back
-  (:func:`otel_agents._process_files.restore`).
+  (:func:`otel_agents._multiproc.process_files.restore`).
 * **Preload.** Every job process imports the agent module again, and so otel-agents and what
   ``init()`` needs (tens of milliseconds before the job can join its room). livekit's
   forkserver imports the packages of registered plugins once, and its job processes inherit
@@ -22,15 +22,17 @@ import threading
 from collections.abc import Callable
 from typing import Any, Final
 
-from .. import _process_files
 from .. import names as n
+from .._multiproc import process_files
 
 logger = logging.getLogger(n.LOGGER_NAME)
 
 PRELOAD_MODULE: Final = "otel_agents._preload"
 
 
-def wrap_run(original: Callable[..., Any], on_error: Callable[[str], None]) -> Callable[..., Any]:
+def wrap_run(
+    original: Callable[..., Any], on_error: Callable[[n.Where], None]
+) -> Callable[..., Any]:
     """``AgentServer.run`` that preloads otel-agents in job processes and restores this
     process's files once the server has emptied the multiprocess directory."""
 
@@ -39,7 +41,7 @@ def wrap_run(original: Callable[..., Any], on_error: Callable[[str], None]) -> C
         try:
             register_preload()
             # emitted after run() has emptied the directory; restore() never raises
-            self.once("worker_started", _process_files.restore)
+            self.once("worker_started", process_files.restore)
         except Exception:
             on_error("instrument")
         return await original(self, *args, **kwargs)

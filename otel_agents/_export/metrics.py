@@ -10,7 +10,6 @@
 
 from __future__ import annotations
 
-import os
 import threading
 from collections.abc import Callable
 from typing import Any, Final
@@ -18,6 +17,7 @@ from typing import Any, Final
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram, values
 
 from .. import names as n
+from .._multiproc import liveness
 
 #: series each family may create before new label sets fold into ``other``
 SERIES_BUDGET: Final[dict[str, int]] = {
@@ -54,9 +54,7 @@ def fix_multiprocess_value_class() -> None:
     would stay in process memory and never reach the multiprocess scrape. Metrics read the class
     when they (and each label child) are created, so rebinding it here is enough.
     """
-    if (
-        "PROMETHEUS_MULTIPROC_DIR" in os.environ or "prometheus_multiproc_dir" in os.environ
-    ) and values.ValueClass is values.MutexValue:
+    if liveness.multiproc_dir() and values.ValueClass is values.MutexValue:
         values.ValueClass = values.get_value_class()  # type: ignore[no-untyped-call]
 
 

@@ -1,97 +1,110 @@
-"""One failed attempt, exported as Prometheus metrics, an ``otel_agents.attempt_failed`` span and
-a structured log record (DESIGN.md sections 4, 6, 7).
+"""The recorder: the only code that touches Prometheus, OpenTelemetry metrics, spans and log
+records. Capture hands it records and turn events; it bounds label values for metrics, cleans
+every foreign string for spans and logs, and contains every failure of its own.
 
 Each export step is contained on its own: a failing tracer does not lose the metrics, a failing
 log handler does not lose the span, and every contained failure is counted in
-``otel_agents_internal_errors_total{where}``.
+``otel_agents_internal_errors_total{where}``. Span handles it returns are opaque to capture.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Iterable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from opentelemetry import trace
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
 from .. import names as n
-from .._classify import Classification, safe_message
+from .._classify import safe_message
 from . import labels as lbl
 from .metrics import Metrics
+from .records import AttemptRecord, SessionRecord, TaskErrorRecord
 from .redact import clean_message, clean_repeated, utf8
 
 logger = logging.getLogger(n.LOGGER_NAME)
 # A library's logger: silent unless the host configures logging (no "last resort" stderr lines).
 logger.addHandler(logging.NullHandler())
 
-
-@dataclass(slots=True)
-class AttemptRecord:
-    """The record of DESIGN.md section 4 for one failed attempt."""
-
-    component: str
-    provider: str
-    attempt: int
-    final: bool
-    first_root_cause_type: str
-    masked: bool
-    classification: Classification
-    timestamp_ns: int
-
-    def fields(self, capture_messages: bool) -> dict[str, Any]:
-        """The record as flat log fields (``None`` where a field does not apply)."""
-        c = self.classification
-        q = c.quota
-        return {
-            "component": self.component,
-            "provider": self.provider,
-            "attempt": self.attempt,
-            "final": self.final,
-            "error_type": c.error_type,
-            "status_code": c.status_code,
-            "error_class": c.error_class,
-            "root_cause_type": c.root_cause_type,
-            "root_cause_message": clean_message(safe_message(c.root)) if capture_messages else None,
-            "first_root_cause_type": self.first_root_cause_type,
-            "masked": self.masked,
-            "terminal": c.terminal,
-            # every field of a quota body is foreign text: a buggy or hostile upstream could
-            # put anything there (metrics use closed label sets; spans and logs get it cleaned)
-            "quota_type": _clean(q.quota_type) if q else None,
-            "quota_category": _clean(q.category) if q else None,
-            "quota_hint": _clean(q.hint) if q else None,
-            "quota_remaining_limit": _clean(q.remaining_limit) if q else None,
-        }
+#: what a test (``otel_agents.testing``) may subscribe to: every record, as it is exported
+Observer = Callable[[AttemptRecord | SessionRecord | TaskErrorRecord], None]
 
 
 def _clean(value: str | None) -> str | None:
     return clean_repeated(value) if value else value
 
 
+def attempt_fields(rec: AttemptRecord, capture_messages: bool) -> dict[str, Any]:
+    """A failed attempt as flat log fields (``None`` where a field does not apply)."""
+    c = rec.classification
+    q = c.quota
+    return {
+        "component": rec.component,
+        "provider": _clean(rec.provider),
+        "attempt": rec.attempt,
+        "final": rec.final,
+        "error_type": c.error_type,
+        "status_code": c.status_code,
+        "error_class": c.error_class,
+        "root_cause_type": c.root_cause_type,
+        "root_cause_message": clean_message(safe_message(c.root)) if capture_messages else None,
+        "first_root_cause_type": rec.first_root_cause_type,
+        "masked": rec.masked,
+        "terminal": c.terminal,
+        # every field of a quota body is foreign text: a buggy or hostile upstream could put
+        # anything there (metrics use closed label sets; spans and logs get it cleaned)
+        "quota_type": _clean(q.quota_type) if q else None,
+        "quota_category": _clean(q.category) if q else None,
+        "quota_hint": _clean(q.hint) if q else None,
+        "quota_remaining_limit": _clean(q.remaining_limit) if q else None,
+    }
+
+
 def span_attributes(fields: dict[str, Any]) -> dict[str, Any]:
-    """The ``otel_agents.attempt_failed`` span attributes of a record's fields (no ``None``)."""
-    pairs = (
-        (n.A_COMPONENT, fields["component"]),
-        (n.A_PROVIDER, fields["provider"]),
-        (n.A_ATTEMPT, fields["attempt"]),
-        (n.A_FINAL, fields["final"]),
-        (n.A_ERROR_TYPE, fields["error_type"]),
-        (n.A_ERROR_CLASS, fields["error_class"]),
-        (n.A_ROOT_CAUSE_TYPE, fields["root_cause_type"]),
-        (n.A_ROOT_CAUSE_MESSAGE, fields["root_cause_message"]),
-        (n.A_FIRST_ROOT_CAUSE_TYPE, fields["first_root_cause_type"]),
-        (n.A_MASKED, fields["masked"]),
-        (n.A_TERMINAL, fields["terminal"]),
-        (n.A_QUOTA_TYPE, fields["quota_type"]),
-        (n.A_QUOTA_CATEGORY, fields["quota_category"]),
-        (n.A_QUOTA_HINT, fields["quota_hint"]),
-        (n.A_QUOTA_REMAINING, fields["quota_remaining_limit"]),
-        (n.A_STATUS_CODE, fields["status_code"]),
+    """The ``otel_agents.attempt_failed`` span attributes of a failed attempt's fields."""
+    return exportable(
+        (
+            (n.A_COMPONENT, fields["component"]),
+            (n.A_PROVIDER, fields["provider"]),
+            (n.A_ATTEMPT, fields["attempt"]),
+            (n.A_FINAL, fields["final"]),
+            (n.A_ERROR_TYPE, fields["error_type"]),
+            (n.A_ERROR_CLASS, fields["error_class"]),
+            (n.A_ROOT_CAUSE_TYPE, fields["root_cause_type"]),
+            (n.A_ROOT_CAUSE_MESSAGE, fields["root_cause_message"]),
+            (n.A_FIRST_ROOT_CAUSE_TYPE, fields["first_root_cause_type"]),
+            (n.A_MASKED, fields["masked"]),
+            (n.A_TERMINAL, fields["terminal"]),
+            (n.A_QUOTA_TYPE, fields["quota_type"]),
+            (n.A_QUOTA_CATEGORY, fields["quota_category"]),
+            (n.A_QUOTA_HINT, fields["quota_hint"]),
+            (n.A_QUOTA_REMAINING, fields["quota_remaining_limit"]),
+            (n.A_STATUS_CODE, fields["status_code"]),
+        )
     )
-    return exportable(pairs)
+
+
+def session_span_attributes(fields: dict[str, Any]) -> dict[str, Any]:
+    """The ``otel_agents.session`` span attributes of a session's fields."""
+    return exportable(
+        (
+            (n.S_CLOSE_REASON, fields["close_reason"]),
+            (n.S_SILENT, fields["silent"]),
+            (n.S_AGENT_SPOKE, fields["agent_spoke"]),
+            (n.S_USER_SPOKE, fields["user_spoke"]),
+            (n.S_USER_TURNS, fields["user_turns"]),
+            (n.S_ANSWERED_TURNS, fields["answered_turns"]),
+            (n.S_DEAD_TURNS, fields["dead_turns"]),
+            (n.S_UNANSWERED_TURNS, fields["unanswered_turns"]),
+            (n.S_TIME_TO_FIRST_SPEECH, fields["time_to_first_speech"]),
+            (n.S_ERRORS, fields["errors"]),
+            (n.S_TERMINAL_ERROR, fields["terminal_error"]),
+            (n.S_CLOSE_ERROR_TYPE, fields["close_error_type"]),
+            (n.S_JOB_SHUTDOWN_REASON, fields["job_shutdown_reason"]),
+        )
+    )
 
 
 def exportable(pairs: Iterable[tuple[str, Any]]) -> dict[str, Any]:
@@ -104,7 +117,7 @@ def exportable(pairs: Iterable[tuple[str, Any]]) -> dict[str, Any]:
 
 
 class Recorder:
-    """Exports attempt records. Built by ``init()``; hooks call it and nothing else."""
+    """Exports records. Built by ``init()``; capture calls it and nothing else."""
 
     def __init__(
         self,
@@ -115,43 +128,49 @@ class Recorder:
         self.metrics = metrics
         self.tracer = tracer
         self.capture_messages = capture_messages
+        #: called with every record after it is exported (``otel_agents.testing``)
+        self.observer: Observer | None = None
 
-    def internal_error(self, where: str) -> None:
+    # --- contained failures and requests ------------------------------------------------------
+
+    def internal_error(self, where: n.Where) -> None:
         """Count a contained failure of otel-agents itself. Never raises."""
         with contextlib.suppress(Exception):
             self.metrics.internal_errors.inc((lbl.where(where),))
 
     def request_ok(self, component: str, provider: str) -> None:
-        self.metrics.requests.inc((component, provider, "ok"))
+        self.metrics.requests.inc((component, lbl.provider(provider), "ok"))
+
+    # --- failed attempts ----------------------------------------------------------------------
 
     def attempt_failed(self, rec: AttemptRecord) -> None:
         try:
             self._metrics(rec)
         except Exception:
             self.internal_error("export_metrics")
-        if self.tracer is None and not logger.isEnabledFor(logging.WARNING):
-            return
-        try:
-            fields = rec.fields(self.capture_messages)
-        except Exception:
-            self.internal_error("classify")
-            return
-        span_context = None
-        if self.tracer is not None:
+        if self.tracer is not None or logger.isEnabledFor(logging.WARNING):
             try:
-                span_context = self._span(rec, fields)
+                fields = attempt_fields(rec, self.capture_messages)
             except Exception:
-                self.internal_error("export_span")
-        try:
-            self._log(rec, fields, span_context)
-        except Exception:
-            self.internal_error("export_log")
+                self.internal_error("classify")
+            else:
+                span_context = None
+                if self.tracer is not None:
+                    try:
+                        span_context = self._span(rec, fields)
+                    except Exception:
+                        self.internal_error("export_span")
+                try:
+                    self._log(rec, fields, span_context)
+                except Exception:
+                    self.internal_error("export_log")
+        self._observe(rec)
 
     def _metrics(self, rec: AttemptRecord) -> None:
         m = self.metrics
         c = rec.classification
         component = rec.component
-        provider = rec.provider
+        provider = lbl.provider(rec.provider)
         error_class = c.error_class
         root = lbl.root_cause(c.root_cause_type)
         final = lbl.boolean(rec.final)
@@ -196,6 +215,115 @@ class Recorder:
             fields,
             span_context,
         )
+
+    # --- sessions -----------------------------------------------------------------------------
+
+    def session_started(self) -> None:
+        self.metrics.sessions_started.inc(())
+        self.metrics.sessions_active.add(1)
+
+    def user_turn(self) -> None:
+        self.metrics.user_turns.inc(())
+
+    def unanswered(self, delta: int) -> None:
+        """A user turn started (+1) or stopped (-1) waiting past the silence timeout."""
+        self.metrics.unanswered_turns.add(delta)
+
+    def dead_turn(self, cause: str) -> None:
+        self.metrics.dead_turns.inc((cause,))
+
+    def first_speech(self, seconds: float) -> None:
+        self.metrics.time_to_first_speech.observe(seconds)
+
+    def answered(self, latency_s: float) -> None:
+        self.metrics.response_latency.observe(latency_s)
+
+    def open_session_span(self, started_at_s: float) -> Any:
+        """The session's span, current context as parent; ``None`` without a tracer."""
+        if self.tracer is None:
+            return None
+        try:
+            return self.tracer.start_span(
+                n.SPAN_SESSION, kind=SpanKind.INTERNAL, start_time=int(started_at_s * 1e9)
+            )
+        except Exception:
+            self.internal_error("export_span")
+            return None
+
+    def session_event(
+        self, span: Any, name: str, attributes: dict[str, Any], timestamp_ns: int | None = None
+    ) -> None:
+        try:
+            span.add_event(name, attributes, timestamp_ns)
+        except Exception:
+            self.internal_error("export_span")
+
+    def session_closed(self, rec: SessionRecord) -> None:
+        """The session's metrics, at its close (its span and log record wait: ``publish``)."""
+        m = self.metrics
+        spoke = lbl.boolean(rec.agent_spoke)
+        reason = rec.close_reason
+        m.sessions_closed.inc((reason, spoke))
+        if rec.silent:
+            m.silent_sessions.inc((reason,))
+        m.session_duration.observe(max(0.0, rec.closed_at - rec.started_at), (reason,))
+        m.sessions_active.add(-1)
+
+    def publish_session(self, rec: SessionRecord, span: Any) -> None:
+        """The session's span (ended at its close) and ``session_closed`` log record."""
+        fields = rec.fields()
+        if span is not None:
+            try:
+                span.set_attributes(session_span_attributes(fields))
+                if rec.close_reason == "error":
+                    span.set_status(Status(StatusCode.ERROR, rec.close_error_type))
+                span.end(end_time=int(rec.closed_at * 1e9))
+            except Exception:
+                self.internal_error("export_span")
+        try:
+            log(
+                logging.WARNING if rec.silent else logging.INFO,
+                n.LOG_SESSION_CLOSED,
+                fields,
+                span.get_span_context() if span is not None else None,
+            )
+        except Exception:
+            self.internal_error("export_log")
+        self._observe(rec)
+
+    # --- unhandled task errors ----------------------------------------------------------------
+
+    def task_error(self, rec: TaskErrorRecord) -> dict[str, Any]:
+        """Count it; the attributes of its ``otel_agents.unhandled_task_error`` event."""
+        self.metrics.unhandled_task_errors.inc((lbl.root_cause(rec.root_cause_type),))
+        attributes = {n.A_ERROR_TYPE: rec.error_type, n.A_ROOT_CAUSE_TYPE: rec.root_cause_type}
+        if self.capture_messages:
+            attributes[n.A_ROOT_CAUSE_MESSAGE] = clean_message(safe_message(rec.root))
+        if rec.task_name:
+            attributes[n.E_TASK_NAME] = utf8(rec.task_name)
+        return attributes
+
+    def log_task_error(self, rec: TaskErrorRecord, attributes: dict[str, Any], span: Any) -> None:
+        log(
+            logging.ERROR,
+            n.LOG_UNHANDLED_TASK_ERROR,
+            {
+                "error_type": rec.error_type,
+                "root_cause_type": rec.root_cause_type,
+                "root_cause_message": attributes.get(n.A_ROOT_CAUSE_MESSAGE),
+                "task_name": rec.task_name,
+            },
+            span.get_span_context() if span is not None else None,
+        )
+        self._observe(rec)
+
+    def _observe(self, rec: AttemptRecord | SessionRecord | TaskErrorRecord) -> None:
+        observer = self.observer
+        if observer is not None:
+            try:
+                observer(rec)
+            except Exception:
+                self.internal_error("export_log")
 
 
 def log(

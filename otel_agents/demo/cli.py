@@ -17,13 +17,14 @@ import os
 import signal
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
 
 from .. import _config
 from .. import names as n
+from .progress import Progress
 
 __all__ = ["add_arguments", "run"]
 
@@ -125,10 +126,8 @@ def _options(args: argparse.Namespace) -> Options:
     try:
         if raw_port is None:
             port = DEFAULT_METRICS_PORT
-        elif str(raw_port).strip() == "0":
-            port = 0
-        else:
-            port = _config.parse_port(source, raw_port)
+        else:  # unlike init()'s, the demo's port may be 0: any free port
+            port = _config.parse_port(source, raw_port, allow_zero=True)
         endpoint = args.otlp_endpoint
         if endpoint is None:
             endpoint = os.environ.get(_config.ENV_OTLP_ENDPOINT) or None
@@ -179,33 +178,6 @@ def _quiet_logs(verbose: bool) -> None:
     )
 
 
-class _Progress:
-    """One progress line: rewritten in place on a terminal, one line per step otherwise."""
-
-    def __init__(self, out: TextIO) -> None:
-        self.out = out
-        self.tty = out.isatty()
-        self._width = 0
-
-    def show(self, text: str) -> None:
-        if self.tty:
-            pad = max(0, self._width - len(text))
-            self.out.write("\r" + text + " " * pad)
-            self._width = len(text)
-        else:
-            self.out.write(text + "\n")
-        self.out.flush()
-
-    def done(self, text: str) -> None:
-        if self.tty:
-            self.show(text)
-            self.out.write("\n")
-            self._width = 0
-            self.out.flush()
-        else:
-            self.show(text)
-
-
 async def _main(options: Options, out: TextIO) -> int:
     from livekit.agents import utils
     from opentelemetry.sdk.resources import Resource
@@ -215,7 +187,7 @@ async def _main(options: Options, out: TextIO) -> int:
 
     import otel_agents
 
-    from .._sidecar import start_metrics_server
+    from .._sidecar.server import start_metrics_server
     from .gateway import FakeGateway
     from .scenarios import SILENCE_TIMEOUT
     from .summary import SpanCollector, format_report, metric_totals
@@ -276,7 +248,7 @@ async def _main(options: Options, out: TextIO) -> int:
         with contextlib.suppress(NotImplementedError, RuntimeError):
             loop.add_signal_handler(signum, stop)
 
-    progress = _Progress(out)
+    progress = Progress(out)
     status = 0
     try:
         async with utils.http_context.open(), FakeGateway() as gateway:
@@ -338,7 +310,7 @@ async def _run_round(
     gateway: Any,
     tracer: Any,
     collector: Any,
-    progress: _Progress,
+    progress: Progress,
     stopping: asyncio.Event,
 ) -> list[Any]:
     """Every scenario once, each in a trace of its own; what otel-agents recorded of each."""
@@ -361,7 +333,7 @@ async def _run_round(
             # its own task: livekit leaves its session span attached to the caller's context,
             # which must not leak into the next scenario
             await asyncio.create_task(
-                run_scenario(scenario, gateway, on_turn=_turn_progress(progress, label))
+                run_scenario(scenario, gateway, on_turn=progress.per_turn(label))
             )
         reports.append(
             collector.take(span.get_span_context().trace_id, scenario.name, scenario.summary)
@@ -392,12 +364,6 @@ def _where(options: Options, metrics_url: str, spans_written: int) -> list[tuple
     if options.serve:
         where.append(("serving", "until Ctrl-C or SIGTERM"))
     return where
-
-
-def _turn_progress(progress: _Progress, label: str) -> Callable[[int], None] | None:
-    if not progress.tty:
-        return None
-    return lambda turn: progress.show(f"{label} ... turn {turn}")
 
 
 async def _scrape(url: str) -> str:

@@ -23,9 +23,8 @@ from livekit.agents import Agent, AgentSession, APIConnectOptions, CloseEvent, i
 from livekit.agents.voice import io
 from livekit.agents.voice.agent_session import SessionConnectOptions
 
-from .gateway import (
+from .faults import (
     QUOTA_CREDITS_BODY,
-    FakeGateway,
     Fault,
     disconnect,
     empty,
@@ -35,6 +34,7 @@ from .gateway import (
     quota_body,
     ws_error,
 )
+from .gateway import FakeGateway
 
 __all__ = ["SCENARIOS", "Scenario", "Speaker", "run_scenario", "scenario_names"]
 

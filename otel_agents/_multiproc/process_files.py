@@ -24,8 +24,8 @@ from typing import Any
 
 from prometheus_client import values
 
-from . import _multiproc
-from . import names as n
+from .. import names as n
+from . import liveness
 
 logger = logging.getLogger(n.LOGGER_NAME)
 
@@ -34,7 +34,7 @@ def ensure_directory() -> None:
     """Create the multiprocess directory if it is set and missing (livekit creates it only
     later, in ``AgentServer.run``, and prometheus_client cannot create a file in a missing one).
     Never raises: a directory that cannot be made is reported by the first metric file."""
-    directory = _multiproc.multiproc_dir()
+    directory = liveness.multiproc_dir()
     if not directory:
         return
     try:
@@ -52,8 +52,8 @@ def restore() -> int:
         restored = _restore_metric_files()
     except Exception as exc:  # prometheus_client's internals are not what they were
         logger.warning("otel_agents: cannot restore this process's metric files: %r", exc)
-        _multiproc.count_error()
-    _multiproc.register_process(again_if_gone=True)
+        liveness.count_error(n.WHERE_LIVENESS)
+    liveness.register_process(again_if_gone=True)
     return restored
 
 
@@ -79,7 +79,7 @@ def _restore_metric_files() -> int:
                 logger.warning("otel_agents: cannot restore %s: %s", mmaped._fname, exc)
                 failed += 1
     for _ in range(failed):
-        _multiproc.count_error()
+        liveness.count_error(n.WHERE_LIVENESS)
     return restored
 
 
@@ -89,8 +89,7 @@ def _rewrite_if_gone(mmaped: Any) -> bool:
     if handle is None:
         return False  # closed
     try:
-        st = os.stat(path)
-        if (st.st_ino, st.st_dev) == _inode(handle.fileno()):
+        if liveness.same_file(os.stat(path), os.fstat(handle.fileno())):
             return False
     except FileNotFoundError:
         pass
@@ -118,8 +117,3 @@ def _rewrite_if_gone(mmaped: Any) -> bool:
     old_map.close()
     old_file.close()
     return True
-
-
-def _inode(fd: int) -> tuple[int, int]:
-    st = os.fstat(fd)
-    return st.st_ino, st.st_dev

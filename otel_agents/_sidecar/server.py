@@ -1,37 +1,29 @@
-"""``otel-agents sidecar``: one ``/metrics`` for every process of a livekit worker.
+"""The ``/metrics`` and ``/healthz`` server of the sidecar (and of the demo).
 
-Run it beside the worker (a sidecar container sharing ``PROMETHEUS_MULTIPROC_DIR``, or a second
-process on the same host). Each scrape first reaps the files of dead job processes
-(:mod:`otel_agents._multiproc`), then renders the directory with prometheus_client's
-``MultiProcessCollector``, plus a few self-metrics (``otel_agents_sidecar_*``).
+It serves one source: a multiprocess directory (each scrape first reaps the files of dead job
+processes, then renders the directory with prometheus_client's ``MultiProcessCollector``, plus
+a few self-metrics ``otel_agents_sidecar_*``: :mod:`.render`), or an in-process registry.
 
 * Rendering runs off the event loop, on one dedicated thread, so reap and render never overlap.
 * Single flight: concurrent scrapes asking for the same format share the render in flight; a
   scrape that arrives after it finished starts a new one (nothing is cached).
 * Prometheus text, or OpenMetrics when ``Accept`` asks; gzip when ``Accept-Encoding`` allows.
-* Optional bearer-token and/or basic auth on ``/metrics`` (secrets from files or the
-  environment, never the command line). ``/healthz`` is always open.
+* Optional bearer-token and/or basic auth on ``/metrics``. ``/healthz`` is always open.
 
-:func:`start_metrics_server` is the reusable part: the demo serves its own in-process registry
-with it.
+The command line around it (``otel-agents sidecar``) is :mod:`.cli`; the demo serves its own
+in-process registry with :func:`start_metrics_server`.
 """
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import base64
 import binascii
-import errno
 import gzip
 import hmac
 import logging
-import os
-import signal
-import sys
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from typing import Final, Protocol
 
 from aiohttp import web
@@ -44,16 +36,13 @@ from prometheus_client.exposition import (
     gzip_accepted,
 )
 
-from . import _multiproc
-from ._multiproc import Encoder, Unavailable
+from .render import Encoder, Unavailable
+from .render import source as directory_source
 
 logger = logging.getLogger("otel_agents.sidecar")
 
+#: how the server names itself in its log lines
 PROG: Final = "otel-agents sidecar"
-DEFAULT_HOST: Final = "127.0.0.1"
-DEFAULT_PORT: Final = 9464
-ENV_BEARER_TOKEN: Final = "OTEL_AGENTS_SIDECAR_BEARER_TOKEN"
-ENV_BASIC_AUTH: Final = "OTEL_AGENTS_SIDECAR_BASIC_AUTH"
 REALM: Final = 'realm="otel-agents"'
 
 
@@ -251,144 +240,10 @@ async def start_metrics_server(
     if (registry is None) == (directory is None):
         raise ValueError("start_metrics_server: pass exactly one of registry or directory")
     source: _Source = (
-        _RegistrySource(registry) if registry is not None else _multiproc.source(str(directory))
+        _RegistrySource(registry) if registry is not None else directory_source(str(directory))
     )
     server = MetricsServer(
         source, host=host, port=port, bearer_token=bearer_token, basic_auth=basic_auth
     )
     await server._start()
     return server
-
-
-# --- the CLI -----------------------------------------------------------------------------------
-
-
-class CliError(Exception):
-    """A bad setting: printed as ``otel-agents sidecar: <what>: <value>: <why>``."""
-
-    def __init__(self, what: str, value: str, why: str) -> None:
-        super().__init__(f"{PROG}: {what}: {value}: {why}")
-
-
-@dataclass(frozen=True)
-class _Config:
-    directory: str
-    host: str
-    port: int
-    bearer_token: str | None
-    basic_auth: tuple[str, str] | None
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """The sidecar's options (secrets come from files or the environment only)."""
-    parser.add_argument(
-        "--multiproc-dir",
-        metavar="DIR",
-        help="the directory every worker process writes to (default: $PROMETHEUS_MULTIPROC_DIR)",
-    )
-    parser.add_argument(
-        "--host",
-        default=DEFAULT_HOST,
-        help=f"address to bind (default: {DEFAULT_HOST}; 0.0.0.0 only if you mean it)",
-    )
-    # a string, validated by run(): a bad value gets our one-line error, not argparse's usage
-    parser.add_argument("--port", default=str(DEFAULT_PORT), help=f"default: {DEFAULT_PORT}")
-    parser.add_argument(
-        "--bearer-token-file",
-        metavar="PATH",
-        help=f"require 'Authorization: Bearer <token>' on /metrics (else ${ENV_BEARER_TOKEN})",
-    )
-    parser.add_argument(
-        "--basic-auth-file",
-        metavar="PATH",
-        help=f"file holding user:password; require basic auth on /metrics (else ${ENV_BASIC_AUTH})",
-    )
-
-
-def run(args: argparse.Namespace) -> int:
-    """Serve until SIGTERM/SIGINT. Returns the exit code; bad settings print one line."""
-    try:
-        config = _resolve(args)
-        return asyncio.run(_serve(config))
-    except CliError as exc:
-        print(exc, file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        return 0
-
-
-def _resolve(args: argparse.Namespace) -> _Config:
-    directory = getattr(args, "multiproc_dir", None) or _multiproc.multiproc_dir()
-    if not directory:
-        raise CliError(
-            "--multiproc-dir", "(unset)", "set --multiproc-dir or PROMETHEUS_MULTIPROC_DIR"
-        )
-    problem = _multiproc.directory_problem(directory)
-    if problem is not None:
-        raise CliError("--multiproc-dir", directory, problem.rpartition(": ")[2])
-    raw_port = str(getattr(args, "port", DEFAULT_PORT))
-    try:
-        port = int(raw_port)
-    except ValueError:
-        port = -1
-    if not 0 <= port <= 65535:
-        raise CliError("--port", raw_port, "expected an integer from 0 to 65535")
-    bearer = _secret(
-        "--bearer-token-file", getattr(args, "bearer_token_file", None), ENV_BEARER_TOKEN
-    )
-    basic = _secret("--basic-auth-file", getattr(args, "basic_auth_file", None), ENV_BASIC_AUTH)
-    basic_auth = None
-    if basic is not None:
-        user, sep, password = basic.partition(":")
-        if not sep or not user or not password:
-            where = getattr(args, "basic_auth_file", None) or f"${ENV_BASIC_AUTH}"
-            raise CliError("basic auth", where, "expected user:password")
-        basic_auth = (user, password)
-    return _Config(directory, str(getattr(args, "host", DEFAULT_HOST)), port, bearer, basic_auth)
-
-
-def _secret(option: str, path: str | None, env: str) -> str | None:
-    """A secret from the file at ``path``, else from ``$env``; never echoed in errors."""
-    if path:
-        try:
-            with open(path, encoding="utf-8") as f:
-                value = f.read().strip()
-        except (OSError, UnicodeDecodeError) as exc:
-            why = _multiproc._why(exc) if isinstance(exc, OSError) else "not UTF-8 text"
-            raise CliError(option, path, why) from None
-        if not value:
-            raise CliError(option, path, "the file is empty")
-        return value
-    if env in os.environ:
-        value = os.environ[env].strip()
-        if not value:
-            raise CliError(env, "(empty)", "set it to the secret or unset it")
-        return value
-    return None
-
-
-async def _serve(config: _Config) -> int:
-    try:
-        server = await start_metrics_server(
-            host=config.host,
-            port=config.port,
-            directory=config.directory,
-            bearer_token=config.bearer_token,
-            basic_auth=config.basic_auth,
-        )
-    except OSError as exc:
-        if exc.errno == errno.EADDRINUSE:
-            raise CliError("--port", str(config.port), "address already in use") from None
-        why = os.strerror(exc.errno) if isinstance(exc.errno, int) and exc.errno > 0 else None
-        raise CliError("--host", config.host, (why or _multiproc._why(exc)).lower()) from None
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signum, stop.set)
-    auth = " with auth" if config.bearer_token or config.basic_auth else ""
-    print(f"{PROG}: serving {server.url}{auth} for {config.directory}", flush=True)
-    try:
-        await stop.wait()
-    finally:
-        await server.aclose()
-    return 0

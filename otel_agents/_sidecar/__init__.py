@@ -1,0 +1,12 @@
+"""The sidecar: one ``/metrics`` for every process writing to ``PROMETHEUS_MULTIPROC_DIR``.
+
+* :mod:`.dbfile`: prometheus_client's metric file format, and how files of each kind merge;
+* :mod:`.reap`: compacting the files of dead processes (told apart by their liveness locks,
+  :mod:`otel_agents._multiproc.liveness`);
+* :mod:`.render`: reap, then render the directory plus the sidecar's own metrics;
+* :mod:`.server`: the ``/metrics`` and ``/healthz`` server (the demo serves its registry with it);
+* :mod:`.cli`: ``otel-agents sidecar``.
+
+The sidecar imports the agent side (the lock file names), never the reverse: an agent process
+imports nothing from here. This package imports nothing itself.
+"""
