@@ -1,16 +1,14 @@
 """Every metric a dashboard query or an alert rule may name, and a finder for the names used.
 
-The catalogue is built from ``otel_agents.names`` (where every metric name lives) and the
-types ``otel_agents._export.metrics`` gives them, so a query naming a metric that does not exist, or a
-histogram series that is not exported, fails a test instead of an on-call engineer's night.
+The catalogue is built from ``otel_agents.names.METRICS`` (where every metric is declared once),
+so a query naming a metric that does not exist, or a histogram series that is not exported,
+fails a test instead of an on-call engineer's night.
 """
 
 from __future__ import annotations
 
 import re
 from typing import Final
-
-from prometheus_client import CollectorRegistry
 
 from otel_agents import names as n
 
@@ -20,26 +18,15 @@ PROMETHEUS_SERIES: Final = frozenset({"ALERTS", "ALERTS_FOR_STATE", "up", "scrap
 _NAME = re.compile(r"\b(otel_agents_[a-zA-Z0-9_]+)\b")
 
 
-def _families() -> dict[str, str]:
-    """``{family name: type}`` of every otel-agents metric, from a fresh registry."""
-    from otel_agents._export.metrics import Metrics
-
-    registry = CollectorRegistry()
-    Metrics(registry)
-    return {family.name: family.type for family in registry.collect()}
-
-
 def exported_series() -> frozenset[str]:
     """Every sample name the otel-agents exposition can contain (counters with ``_total``,
     histograms with ``_bucket``, ``_sum`` and ``_count``), the sidecar's own included."""
     names: set[str] = set()
-    for name, kind in _families().items():
-        if kind == "counter":
-            names.add(name + "_total")
-        elif kind == "histogram":
-            names.update(name + suffix for suffix in ("_bucket", "_sum", "_count"))
+    for spec in n.METRICS:
+        if spec.kind == "histogram":
+            names.update(spec.name + suffix for suffix in ("_bucket", "_sum", "_count"))
         else:
-            names.add(name)
+            names.add(spec.name)
     names.update(
         getattr(n, attr)
         for attr in dir(n)

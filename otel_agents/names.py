@@ -1,11 +1,16 @@
-"""Every metric, label, span, attribute and log-field name otel-agents emits.
+"""Every metric, label, span, attribute, event and log-field name otel-agents emits: the
+public contract.
 
-Dashboards, alert rules and users depend on these strings (DESIGN.md sections 6 and 7):
-change one only together with everything that uses it. ``tests/test_names.py`` freezes them.
+Dashboards, alert rules and users' own queries depend on these strings: one changes only
+together with everything that uses it (``tests/test_names.py`` freezes them). :data:`METRICS`
+declares every metric once: its type, labels with their bounds, series budget, buckets, unit
+and help text; the Prometheus families, the OpenTelemetry instruments, the dashboards'
+catalogue and ``docs/reference.md`` are all derived from it.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Final, Literal, get_args
 
 PREFIX: Final = "otel_agents"
@@ -173,3 +178,170 @@ SIDECAR_REAP_ERRORS: Final = "otel_agents_sidecar_reap_errors_total"
 WHERE_LIVENESS: Final[Where] = "liveness"
 # ... and for a failure to clean the error text of a livekit span (_export.span_redaction)
 WHERE_SPAN_REDACTION: Final[Where] = "span_redaction"
+
+
+# --- every metric, declared once -----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Label:
+    """A metric label. ``values``: its closed set (anything else is ``other``); ``None``: an
+    open label (a provider or class name), of which a process keeps ``OPEN_LABEL_LIMIT`` values
+    and folds the rest into ``other``. Never free text, ids or rooms."""
+
+    name: str
+    values: tuple[str, ...] | None = None
+
+
+BOOLEAN: Final = ("true", "false")
+
+
+@dataclass(frozen=True)
+class Metric:
+    """One metric: what the Prometheus family, the OTel instrument and the docs derive from."""
+
+    name: str  #: the Prometheus name (counters end in ``_total``, durations in ``_seconds``)
+    kind: Literal["counter", "gauge", "histogram"]
+    help: str
+    labels: tuple[Label, ...] = ()
+    #: series a process may create; then a new label set folds ``fold`` labels into ``other``
+    budget: int = 1
+    fold: tuple[str, ...] = ()
+    buckets: tuple[float, ...] = ()
+
+    @property
+    def label_names(self) -> tuple[str, ...]:
+        return tuple(label.name for label in self.labels)
+
+    @property
+    def key(self) -> str:
+        """``otel_agents_attempt_failures_total`` -> ``attempt_failures``."""
+        return self.name.removeprefix(PREFIX + "_").removesuffix("_total").removesuffix("_seconds")
+
+    @property
+    def otlp_name(self) -> str:
+        """The OpenTelemetry name: ``otel_agents.attempt_failures``, ``..._seconds`` kept."""
+        return f"{PREFIX}.{self.name.removeprefix(PREFIX + '_').removesuffix('_total')}"
+
+    @property
+    def unit(self) -> str:
+        return "s" if self.name.endswith("_seconds") else ""
+
+
+_COMPONENT = Label(L_COMPONENT, COMPONENTS)
+_PROVIDER = Label(L_PROVIDER)
+_ERROR_CLASS = Label(L_ERROR_CLASS, ERROR_CLASSES)
+_ROOT_CAUSE = Label(L_ROOT_CAUSE)
+_REASON = Label(L_REASON, CLOSE_REASONS)
+
+METRICS: Final[tuple[Metric, ...]] = (
+    Metric(
+        ATTEMPT_FAILURES,
+        "counter",
+        "Failed provider attempts (one per livekit 'error' event, retries included).",
+        (_COMPONENT, _PROVIDER, _ERROR_CLASS, _ROOT_CAUSE, Label(L_FINAL, BOOLEAN)),
+        budget=100,
+        fold=(L_PROVIDER, L_ROOT_CAUSE),
+    ),
+    Metric(
+        QUOTA_ERRORS,
+        "counter",
+        "Failed attempts that carried a LiveKit Inference quota body.",
+        (
+            _COMPONENT,
+            Label(L_QUOTA_TYPE, QUOTA_TYPES),
+            Label(L_QUOTA_CATEGORY, QUOTA_CATEGORIES),
+            Label(L_TERMINAL, BOOLEAN),
+        ),
+        budget=40,
+        fold=(L_QUOTA_CATEGORY,),
+    ),
+    Metric(
+        TERMINAL_ERRORS,
+        "counter",
+        "Failed attempts that will not recover without operator action.",
+        (_COMPONENT, _PROVIDER, _ERROR_CLASS),
+        budget=40,
+        fold=(L_PROVIDER,),
+    ),
+    Metric(
+        MASKED_FAILURES,
+        "counter",
+        "Requests whose final root cause differs from their first attempt's.",
+        (_COMPONENT, Label(L_FIRST_ROOT_CAUSE), _ROOT_CAUSE),
+        budget=40,
+        fold=(L_FIRST_ROOT_CAUSE, L_ROOT_CAUSE),
+    ),
+    Metric(
+        REQUESTS,
+        "counter",
+        "Provider requests by outcome: ok (metrics reported) or failed (retries exhausted).",
+        (_COMPONENT, _PROVIDER, Label(L_OUTCOME, OUTCOMES)),
+        budget=40,
+        fold=(L_PROVIDER,),
+    ),
+    Metric(
+        INTERNAL_ERRORS,
+        "counter",
+        "Failures inside otel-agents' own hooks, contained so the agent carries on.",
+        (Label(L_WHERE, WHERE),),
+        budget=len(WHERE) + 1,
+    ),
+    Metric(
+        UNHANDLED_TASK_ERRORS,
+        "counter",
+        "asyncio task and future exceptions that were never retrieved, by root cause.",
+        (_ROOT_CAUSE,),
+        budget=OPEN_LABEL_LIMIT + 1,
+        fold=(L_ROOT_CAUSE,),
+    ),
+    Metric(SESSIONS_STARTED, "counter", "AgentSession.start() calls."),
+    Metric(
+        SESSIONS_CLOSED,
+        "counter",
+        "Sessions closed, by close reason and whether the agent ever spoke.",
+        (_REASON, Label(L_AGENT_SPOKE, BOOLEAN)),
+        budget=2 * (len(CLOSE_REASONS) + 1),
+    ),
+    Metric(
+        SILENT_SESSIONS,
+        "counter",
+        "Closed sessions in which the user spoke and the agent never did.",
+        (_REASON,),
+        budget=len(CLOSE_REASONS) + 1,
+    ),
+    Metric(USER_TURNS, "counter", "User turns (user messages committed)."),
+    Metric(
+        DEAD_TURNS,
+        "counter",
+        "User turns the agent went back to listening on without speaking.",
+        (Label(L_CAUSE, DEAD_TURN_CAUSES),),
+        budget=len(DEAD_TURN_CAUSES),
+    ),
+    Metric(SESSIONS_ACTIVE, "gauge", "Sessions started and not closed."),
+    Metric(
+        UNANSWERED_TURNS,
+        "gauge",
+        "User turns waiting longer than the silence timeout for the agent to speak, now.",
+    ),
+    Metric(
+        TIME_TO_FIRST_SPEECH,
+        "histogram",
+        "From AgentSession.start() to the agent's first speech.",
+        buckets=VOICE_BUCKETS,
+    ),
+    Metric(
+        RESPONSE_LATENCY,
+        "histogram",
+        "From a user turn opening to the agent speaking, for answered turns.",
+        buckets=VOICE_BUCKETS,
+    ),
+    Metric(
+        SESSION_DURATION,
+        "histogram",
+        "From AgentSession.start() to close, by close reason.",
+        (_REASON,),
+        budget=len(CLOSE_REASONS) + 1,
+        buckets=DURATION_BUCKETS,
+    ),
+)

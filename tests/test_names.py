@@ -1,11 +1,11 @@
-"""The contract dashboards and alerts depend on (DESIGN.md sections 6 and 7), frozen.
+"""The contract dashboards and alerts depend on (``otel_agents.names``), frozen.
 
 A change here must come with the same change in every dashboard, alert rule and doc.
 """
 
 from __future__ import annotations
 
-from prometheus_client import REGISTRY
+from prometheus_client import REGISTRY, CollectorRegistry
 
 from otel_agents import names as n
 from otel_agents._export import metrics as _metrics
@@ -94,6 +94,29 @@ def test_prometheus_metric_names_and_labels_are_frozen() -> None:
     assert _registered() == FROZEN_METRICS
 
 
+def test_the_metric_table_declares_exactly_the_frozen_metrics() -> None:
+    assert {m.name: (m.kind, m.label_names) for m in n.METRICS} == FROZEN_METRICS
+    assert len({m.key for m in n.METRICS}) == len(n.METRICS)
+
+
+def test_every_metric_of_the_table_is_built_and_has_its_handle() -> None:
+    """The recorder's typed handles (``Metrics`` annotations) are exactly the table's keys: a
+    metric added to the table alone cannot be forgotten by the OTel mirror or the exporters."""
+    metrics = _metrics.Metrics(CollectorRegistry())
+    annotated = set(_metrics.Metrics.__annotations__)
+    assert annotated == {m.key for m in n.METRICS}
+    assert set(metrics.by_name) == {m.name for m in n.METRICS}
+    for spec in n.METRICS:
+        assert getattr(metrics, spec.key) is metrics.by_name[spec.name]
+
+
+def test_every_label_is_closed_or_folded_under_a_budget() -> None:
+    for spec in n.METRICS:
+        open_labels = {label.name for label in spec.labels if label.values is None}
+        assert open_labels <= set(spec.fold), spec.name
+        assert set(spec.fold) <= set(spec.label_names), spec.name
+
+
 def test_session_span_and_log_names_are_frozen() -> None:
     assert n.SPAN_SESSION == "otel_agents.session"
     assert tuple(v for k, v in vars(n).items() if k.startswith("S_")) == (
@@ -138,5 +161,7 @@ def test_closed_label_sets() -> None:
 
 
 def test_otlp_names_are_the_dotted_form_without_total() -> None:
-    assert _metrics.otlp_name(n.ATTEMPT_FAILURES) == "otel_agents.attempt_failures"
-    assert _metrics.otlp_name(n.INTERNAL_ERRORS) == "otel_agents.internal_errors"
+    otlp = {m.name: m.otlp_name for m in n.METRICS}
+    assert otlp[n.ATTEMPT_FAILURES] == "otel_agents.attempt_failures"
+    assert otlp[n.INTERNAL_ERRORS] == "otel_agents.internal_errors"
+    assert otlp[n.TIME_TO_FIRST_SPEECH] == "otel_agents.time_to_first_speech_seconds"

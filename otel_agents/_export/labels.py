@@ -78,7 +78,6 @@ component = ClosedLabel(n.COMPONENTS)
 error_class = ClosedLabel(n.ERROR_CLASSES)
 quota_type = ClosedLabel(n.QUOTA_TYPES)
 quota_category = ClosedLabel(n.QUOTA_CATEGORIES)
-where = ClosedLabel(n.WHERE)
 close_reason = ClosedLabel(n.CLOSE_REASONS)
 
 

@@ -2,14 +2,16 @@
 
 * Created lazily, once per process, in the default registry: livekit's worker ``/metrics`` and
   the sidecar both serve them, in single-process and multiprocess mode alike.
+* Built from the table :data:`otel_agents.names.METRICS`: nothing here names a metric.
 * Every series goes through a :class:`Family`, which caches label children (the hot path is a
   dict lookup and an ``inc``) and enforces a per-metric series budget on top of the per-label
-  bounds of :mod:`otel_agents._export.labels`, so the total stays under DESIGN.md's 500 per process
+  bounds of :mod:`otel_agents._export.labels`, so the total stays under 500 series per process
   whatever the input.
 """
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from collections.abc import Callable
 from typing import Any, Final
@@ -19,22 +21,8 @@ from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histo
 from .. import names as n
 from .._multiproc import liveness
 
-#: series each family may create before new label sets fold into ``other``
-SERIES_BUDGET: Final[dict[str, int]] = {
-    n.ATTEMPT_FAILURES: 100,
-    n.QUOTA_ERRORS: 40,
-    n.TERMINAL_ERRORS: 40,
-    n.MASKED_FAILURES: 40,
-    n.REQUESTS: 40,
-    n.INTERNAL_ERRORS: len(n.WHERE) + 1,
-    n.UNHANDLED_TASK_ERRORS: n.OPEN_LABEL_LIMIT + 1,
-    # closed label sets: these budgets are never the binding limit
-    n.SESSIONS_STARTED: 1,
-    n.SESSIONS_CLOSED: 2 * (len(n.CLOSE_REASONS) + 1),
-    n.SILENT_SESSIONS: len(n.CLOSE_REASONS) + 1,
-    n.USER_TURNS: 1,
-    n.DEAD_TURNS: len(n.DEAD_TURN_CAUSES),
-}
+#: series each counter may create before new label sets fold into ``other``
+SERIES_BUDGET: Final[dict[str, int]] = {m.name: m.budget for m in n.METRICS if m.kind == "counter"}
 
 
 #: measurements sent to the OTel mirror so far: the export pipeline compares it with what its
@@ -47,7 +35,7 @@ def mirror_generation() -> int:
 
 
 def fix_multiprocess_value_class() -> None:
-    """Undo prometheus_client's import-order trap (livekit-internals.md section 3.2).
+    """Undo prometheus_client's import-order trap (``docs/livekit.md``).
 
     prometheus_client picks its value class once, at import. ``import livekit.agents`` imports it
     long before livekit's worker sets ``PROMETHEUS_MULTIPROC_DIR``, so metrics created afterwards
@@ -81,11 +69,12 @@ class Family:
         self,
         metric: Counter,
         name: str,
+        budget: int,
         fold: Callable[[tuple[str, ...]], tuple[str, ...]],
     ) -> None:
         self._metric = metric
         self.name = name
-        self._budget = SERIES_BUDGET[name]
+        self._budget = budget
         self._fold = fold
         self._children: dict[tuple[str, ...], Any] = {}
         self._lock = threading.Lock()
@@ -133,12 +122,6 @@ class Family:
                 self._metric.clear()
             else:
                 self._metric._value.set(0)
-
-
-def otlp_name(prometheus_name: str) -> str:
-    """``otel_agents_attempt_failures_total`` -> ``otel_agents.attempt_failures``."""
-    rest = prometheus_name.removeprefix(n.PREFIX + "_").removesuffix("_total")
-    return f"{n.PREFIX}.{rest}"
 
 
 def _fold_positions(*positions: int) -> Callable[[tuple[str, ...]], tuple[str, ...]]:
@@ -210,183 +193,97 @@ class LiveGauge:
         self._metric.set(0)
 
 
+def count_internal_error(where: n.Where) -> None:
+    """Count a contained failure of otel-agents itself in
+    ``otel_agents_internal_errors_total{where}``, from anywhere. Never raises."""
+    with contextlib.suppress(Exception):
+        get_metrics().internal_errors.inc((where,))
+
+
 class Metrics:
-    """The metrics of DESIGN.md section 6."""
+    """Every metric of :data:`otel_agents.names.METRICS`, by its key (``attempt_failures``...).
+
+    The attributes below are the recorder's handles; ``tests/test_names.py`` checks that they
+    are exactly the table's keys, so a metric is added in the table alone.
+    """
+
+    attempt_failures: Family
+    quota_errors: Family
+    terminal_errors: Family
+    masked_failures: Family
+    requests: Family
+    internal_errors: Family
+    unhandled_task_errors: Family
+    sessions_started: Family
+    sessions_closed: Family
+    silent_sessions: Family
+    user_turns: Family
+    dead_turns: Family
+    sessions_active: LiveGauge
+    unanswered_turns: LiveGauge
+    time_to_first_speech: Histo
+    response_latency: Histo
+    session_duration: Histo
 
     def __init__(self, registry: CollectorRegistry = REGISTRY) -> None:
-        def counter(name: str, doc: str, labels: tuple[str, ...], fold: tuple[int, ...]) -> Family:
-            # prometheus_client appends _total itself
-            metric = Counter(name.removesuffix("_total"), doc, labels, registry=registry)
-            return Family(metric, name, _fold_positions(*fold))
-
-        self.attempt_failures = counter(
-            n.ATTEMPT_FAILURES,
-            "Failed provider attempts (one per livekit 'error' event, retries included).",
-            (n.L_COMPONENT, n.L_PROVIDER, n.L_ERROR_CLASS, n.L_ROOT_CAUSE, n.L_FINAL),
-            (1, 3),
-        )
-        self.quota_errors = counter(
-            n.QUOTA_ERRORS,
-            "Failed attempts that carried a LiveKit Inference quota body.",
-            (n.L_COMPONENT, n.L_QUOTA_TYPE, n.L_QUOTA_CATEGORY, n.L_TERMINAL),
-            (2,),
-        )
-        self.terminal_errors = counter(
-            n.TERMINAL_ERRORS,
-            "Failed attempts that will not recover without operator action.",
-            (n.L_COMPONENT, n.L_PROVIDER, n.L_ERROR_CLASS),
-            (1,),
-        )
-        self.masked_failures = counter(
-            n.MASKED_FAILURES,
-            "Requests whose final root cause differs from their first attempt's.",
-            (n.L_COMPONENT, n.L_FIRST_ROOT_CAUSE, n.L_ROOT_CAUSE),
-            (1, 2),
-        )
-        self.requests = counter(
-            n.REQUESTS,
-            "Provider requests by outcome: ok (metrics reported) or failed (retries exhausted).",
-            (n.L_COMPONENT, n.L_PROVIDER, n.L_OUTCOME),
-            (1,),
-        )
-        self.internal_errors = counter(
-            n.INTERNAL_ERRORS,
-            "Failures inside otel-agents' own hooks, contained so the agent carries on.",
-            (n.L_WHERE,),
-            (),
-        )
-        self.unhandled_task_errors = counter(
-            n.UNHANDLED_TASK_ERRORS,
-            "asyncio task and future exceptions that were never retrieved, by root cause.",
-            (n.L_ROOT_CAUSE,),
-            (0,),
-        )
-        self.sessions_started = counter(n.SESSIONS_STARTED, "AgentSession.start() calls.", (), ())
-        self.sessions_closed = counter(
-            n.SESSIONS_CLOSED,
-            "Sessions closed, by close reason and whether the agent ever spoke.",
-            (n.L_REASON, n.L_AGENT_SPOKE),
-            (),
-        )
-        self.silent_sessions = counter(
-            n.SILENT_SESSIONS,
-            "Closed sessions in which the user spoke and the agent never did.",
-            (n.L_REASON,),
-            (),
-        )
-        self.user_turns = counter(n.USER_TURNS, "User turns (user messages committed).", (), ())
-        self.dead_turns = counter(
-            n.DEAD_TURNS,
-            "User turns the agent went back to listening on without speaking.",
-            (n.L_CAUSE,),
-            (),
-        )
-
-        def live_gauge(name: str, doc: str) -> LiveGauge:
-            return LiveGauge(Gauge(name, doc, registry=registry, multiprocess_mode="livesum"), name)
-
-        self.sessions_active = live_gauge(n.SESSIONS_ACTIVE, "Sessions started and not closed.")
-        self.unanswered_turns = live_gauge(
-            n.UNANSWERED_TURNS,
-            "User turns waiting longer than the silence timeout for the agent to speak, now.",
-        )
-
-        def histogram(
-            name: str, doc: str, labels: tuple[str, ...], buckets: tuple[float, ...]
-        ) -> Histo:
-            return Histo(
-                Histogram(
-                    name.removesuffix("_seconds") + "_seconds",
-                    doc,
-                    labels,
-                    registry=registry,
-                    buckets=buckets,
-                ),
-                name,
-            )
-
-        self.time_to_first_speech = histogram(
-            n.TIME_TO_FIRST_SPEECH,
-            "From AgentSession.start() to the agent's first speech.",
-            (),
-            n.VOICE_BUCKETS,
-        )
-        self.response_latency = histogram(
-            n.RESPONSE_LATENCY,
-            "From a user turn opening to the agent speaking, for answered turns.",
-            (),
-            n.VOICE_BUCKETS,
-        )
-        self.session_duration = histogram(
-            n.SESSION_DURATION,
-            "From AgentSession.start() to close, by close reason.",
-            (n.L_REASON,),
-            n.DURATION_BUCKETS,
-        )
+        self.by_name: dict[str, Family | LiveGauge | Histo] = {}
+        for spec in n.METRICS:
+            built = _build(spec, registry)
+            self.by_name[spec.name] = built
+            setattr(self, spec.key, built)
 
     @property
     def families(self) -> tuple[Family, ...]:
         """The counters."""
-        return (
-            self.attempt_failures,
-            self.quota_errors,
-            self.terminal_errors,
-            self.masked_failures,
-            self.requests,
-            self.internal_errors,
-            self.unhandled_task_errors,
-            self.sessions_started,
-            self.sessions_closed,
-            self.silent_sessions,
-            self.user_turns,
-            self.dead_turns,
-        )
+        return tuple(m for m in self.by_name.values() if isinstance(m, Family))
 
     @property
     def histograms(self) -> tuple[Histo, ...]:
-        return (self.time_to_first_speech, self.response_latency, self.session_duration)
+        return tuple(m for m in self.by_name.values() if isinstance(m, Histo))
 
     @property
     def gauges(self) -> tuple[LiveGauge, ...]:
-        return (self.sessions_active, self.unanswered_turns)
+        return tuple(m for m in self.by_name.values() if isinstance(m, LiveGauge))
 
     def clear(self) -> None:
-        for family in self.families:
-            family.clear()
-        for histogram in self.histograms:
-            histogram.clear()
-        for gauge in self.gauges:
-            gauge.clear()
+        for metric in self.by_name.values():
+            metric.clear()
 
     def mirror_to(self, meter: Any) -> None:
         """Also send every measurement to OTel instruments from ``meter`` (``None``: stop)."""
-        for family in self.families:
-            family._mirror = (
-                None
-                if meter is None
-                else meter.create_counter(
-                    otlp_name(family.name), description=family._metric._documentation
+        for spec in n.METRICS:
+            metric = self.by_name[spec.name]
+            if meter is None:
+                metric._mirror = None
+            elif spec.kind == "counter":
+                metric._mirror = meter.create_counter(spec.otlp_name, description=spec.help)
+            elif spec.kind == "histogram":
+                metric._mirror = meter.create_histogram(
+                    spec.otlp_name,
+                    unit=spec.unit,
+                    description=spec.help,
+                    explicit_bucket_boundaries_advisory=list(spec.buckets),
                 )
-            )
-        for histogram in self.histograms:
-            histogram._mirror = (
-                None
-                if meter is None
-                else meter.create_histogram(
-                    otlp_name(histogram.name),
-                    unit="s",
-                    description=histogram._metric._documentation,
-                    explicit_bucket_boundaries_advisory=list(histogram._metric._upper_bounds[:-1]),
-                )
-            )
-        for gauge in self.gauges:
-            gauge._mirror = (
-                None
-                if meter is None
-                else meter.create_up_down_counter(
-                    otlp_name(gauge.name), description=gauge._metric._documentation
-                )
-            )
+            else:
+                metric._mirror = meter.create_up_down_counter(spec.otlp_name, description=spec.help)
+
+
+def _build(spec: n.Metric, registry: CollectorRegistry) -> Family | LiveGauge | Histo:
+    if spec.kind == "counter":
+        # prometheus_client appends _total itself
+        counter = Counter(
+            spec.name.removesuffix("_total"), spec.help, spec.label_names, registry=registry
+        )
+        positions = tuple(spec.label_names.index(label) for label in spec.fold)
+        return Family(counter, spec.name, spec.budget, _fold_positions(*positions))
+    if spec.kind == "gauge":
+        # summed over live processes: a dead job process's file goes with mark_process_dead
+        gauge = Gauge(spec.name, spec.help, registry=registry, multiprocess_mode="livesum")
+        return LiveGauge(gauge, spec.name)
+    histogram = Histogram(
+        spec.name, spec.help, spec.label_names, registry=registry, buckets=spec.buckets
+    )
+    return Histo(histogram, spec.name)
 
 
 _metrics: Metrics | None = None

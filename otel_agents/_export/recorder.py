@@ -136,7 +136,7 @@ class Recorder:
     def internal_error(self, where: n.Where) -> None:
         """Count a contained failure of otel-agents itself. Never raises."""
         with contextlib.suppress(Exception):
-            self.metrics.internal_errors.inc((lbl.where(where),))
+            self.metrics.internal_errors.inc((where,))
 
     def request_ok(self, component: str, provider: str) -> None:
         self.metrics.requests.inc((component, lbl.provider(provider), "ok"))

@@ -28,6 +28,7 @@ from opentelemetry.sdk.trace import Event, ReadableSpan, Span, SpanProcessor, Tr
 from opentelemetry.trace import Status, StatusCode
 
 from .. import names as n
+from .metrics import count_internal_error
 from .redact import MAX_MESSAGE_CHARS, clean_repeated
 
 logger = logging.getLogger(__name__)
@@ -89,7 +90,7 @@ class RedactingSpanProcessor(SpanProcessor):
         except Exception:
             # never in the way of the export: count it, and let the span go as it is
             logger.debug("otel_agents: could not clean a span's error text", exc_info=False)
-            _count_error()
+            count_internal_error(n.WHERE_SPAN_REDACTION)
 
     def _clean(self, span: ReadableSpan) -> None:
         if span.name.startswith(OWN_SPANS):
@@ -153,11 +154,3 @@ def install(provider: object, *, capture_messages: bool) -> None:
         multi._span_processors = reordered  # type: ignore[union-attr]
 
 
-def _count_error() -> None:
-    try:
-        from . import labels as _labels
-        from .metrics import get_metrics
-
-        get_metrics().internal_errors.inc((_labels.where(n.WHERE_SPAN_REDACTION),))
-    except Exception:
-        pass

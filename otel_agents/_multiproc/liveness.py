@@ -149,11 +149,8 @@ def after_fork_in_child() -> None:
     register_process()
 
 
-def count_error(where: str) -> None:
-    """Count a contained failure of otel-agents itself in
-    ``otel_agents_internal_errors_total{where=...}``. Never raises."""
-    with contextlib.suppress(Exception):
-        from .._export import labels
-        from .._export.metrics import get_metrics
+def count_error(where: n.Where) -> None:
+    """Count a contained failure of otel-agents itself (``internal_errors_total{where}``)."""
+    from .._export.metrics import count_internal_error  # the metrics import this module
 
-        get_metrics().internal_errors.inc((labels.where(where),))
+    count_internal_error(where)
