@@ -7,10 +7,17 @@ One call, at the top of the agent module, before models and sessions are built::
 
 From then on every failed provider attempt (LLM, STT, TTS, realtime, adaptive interruption,
 FallbackAdapter children included) is recorded with its root cause, LiveKit Inference quota
-category and terminal flag, as Prometheus metrics, an ``otel_agents.attempt_failed`` span and a
-structured log record on the ``otel_agents`` logger. See ``README.md`` and ``DESIGN.md``.
+category and terminal flag, and every session with its turns, silence and close reason: as
+Prometheus metrics, OpenTelemetry spans and metrics, and structured log records on the
+``otel_agents`` logger.
+
+Public API: :func:`init`, :func:`shutdown`, :mod:`otel_agents.names` (every metric, label,
+span, attribute and log name: the contract dashboards and alerts depend on), and
+:mod:`otel_agents.testing` (a pytest plugin for an agent's own tests). The README and ``docs/``
+say the rest.
 """
 
+from . import names
 from ._setup import init, shutdown
 
-__all__ = ["init", "shutdown"]
+__all__ = ["init", "names", "shutdown"]

@@ -90,7 +90,7 @@ INTERNAL_ERRORS = n.INTERNAL_ERRORS
 
 def attrs(telemetry: Any) -> list[dict[str, Any]]:
     """The attributes of every ``otel_agents.attempt_failed`` span, in emit order."""
-    return [dict(s.attributes or {}) for s in telemetry.attempts()]
+    return [dict(s.attributes or {}) for s in telemetry.attempt_spans()]
 
 
 def series(name: str, **labels: str) -> tuple[str, tuple[tuple[str, str], ...]]:
@@ -244,7 +244,7 @@ async def test_tts_chunked_stream_records_every_attempt(telemetry, emitter_error
 
     # every record is a child of livekit's tts_request span, in its trace
     (request_span,) = telemetry.spans("tts_request")
-    for span in telemetry.attempts():
+    for span in telemetry.attempt_spans():
         assert span.parent is not None
         assert span.parent.span_id == request_span.context.span_id
         assert span.context.trace_id == request_span.context.trace_id
@@ -301,7 +301,7 @@ async def test_tts_chunked_stream_records_every_attempt(telemetry, emitter_error
         (logging.ERROR, 2, True, True),
     ]
     assert [r.span_id for r in logs] == [
-        format(s.context.span_id, "016x") for s in telemetry.attempts()
+        format(s.context.span_id, "016x") for s in telemetry.attempt_spans()
     ]
     assert emitter_errors == []
 
@@ -554,7 +554,7 @@ async def test_stt_recognize_success_does_not_reset_a_concurrent_stream(telemetr
     # calls: stream attempt 0 (fails), recognize (ok), stream attempts 1 and 2 (fail)
     model = GatedSTT([ssl_connection_error, "ok", ws_handshake_429], streaming=True)
     consumer = asyncio.create_task(drain(model.stream(conn_options=CONN)))
-    await eventually(lambda: len(telemetry.attempts()) == 1)
+    await eventually(lambda: len(telemetry.attempt_spans()) == 1)
     await asyncio.wait_for(model.recognize(audio_frame(), conn_options=CONN), TIMEOUT)
     release.set()
     with pytest.raises(APIConnectionError):
@@ -801,7 +801,7 @@ async def test_llm_fallback_adapter_child_failures_in_a_session(telemetry) -> No
         result = await asyncio.wait_for(session.run(user_input="hello"), TIMEOUT)
         # the adapter probes the failed child in the background: let that fail too
         await eventually(lambda: primary.calls == 2)
-        await eventually(lambda: len(telemetry.attempts()) == 2)
+        await eventually(lambda: len(telemetry.attempt_spans()) == 2)
     finally:
         await session.aclose()
 
@@ -835,7 +835,7 @@ async def test_tts_fallback_adapter_child_failures(telemetry) -> None:
     try:
         await asyncio.wait_for(drain(adapter.synthesize("hi", conn_options=CONN)), TIMEOUT)
         # the background recovery probe of the primary fails the same way
-        await eventually(lambda: len(telemetry.attempts()) == 4)
+        await eventually(lambda: len(telemetry.attempt_spans()) == 4)
     finally:
         await adapter.aclose()
 
@@ -973,7 +973,7 @@ async def test_hostile_errors_through_the_llm_retry_loop(
         return await chat_once(model, max_retry), model.calls
 
     baseline = await without_otel_agents(telemetry, run)
-    assert telemetry.attempts() == []
+    assert telemetry.attempt_spans() == []
 
     # time the hook itself: livekit's own logging of a 10 MB error is slow, ours must not be
     spent: list[float] = []
@@ -1092,7 +1092,7 @@ async def test_failing_span_export_keeps_metrics_and_logs(
     assert [(type(ev.error.error), ev.error.recoverable) for ev in errors] == [
         (APIConnectionError, True)
     ]
-    assert telemetry.attempts() == []
+    assert telemetry.attempt_spans() == []
     assert telemetry.series() == {
         **ssl_series("llm", "scripted", final=False, value=1),
         series(REQUESTS, component="llm", provider="scripted", outcome="ok"): 1,
@@ -1189,7 +1189,7 @@ async def test_type_error_inside_a_hook_never_reaches_livekit(
     assert await asyncio.wait_for(chat_once(model, 2), TIMEOUT) == (None, "still here")
 
     assert model.calls == 2
-    assert len(telemetry.attempts()) == (1 if recorded else 0)
+    assert len(telemetry.attempt_spans()) == (1 if recorded else 0)
     internal = {k: v for k, v in telemetry.series().items() if k[0] == INTERNAL_ERRORS}
     assert internal == {series(INTERNAL_ERRORS, where=where): 1}
     ok = telemetry.value(REQUESTS, component="llm", provider="scripted", outcome="ok")

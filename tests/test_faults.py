@@ -711,7 +711,7 @@ def test_a_hostile_error_emitted_as_livekit_does_is_recorded_quickly(
     assert internal_errors() == {}
     assert total(n.ATTEMPT_FAILURES, provider="scripted") == 2
     assert total(n.ATTEMPT_FAILURES, final="true") == 1
-    assert len(telemetry.attempts()) == 2
+    assert len(telemetry.attempt_spans()) == 2
     assert len(telemetry.logs()) == 2
 
 

@@ -103,7 +103,7 @@ def series(name: str, **labels: str) -> tuple[str, tuple[tuple[str, str], ...]]:
 
 def attrs(telemetry: Any) -> list[dict[str, Any]]:
     """The attributes of every ``otel_agents.attempt_failed`` span, in emit order."""
-    return [dict(s.attributes or {}) for s in telemetry.attempts()]
+    return [dict(s.attributes or {}) for s in telemetry.attempt_spans()]
 
 
 def record(
@@ -298,7 +298,7 @@ async def test_llm_credits_429_every_attempt_is_terminal_quota(telemetry) -> Non
 
     # children of livekit's llm_request span, in its trace
     (request,) = telemetry.spans("llm_request")
-    for span in telemetry.attempts():
+    for span in telemetry.attempt_spans():
         assert span.parent is not None
         assert span.parent.span_id == request.context.span_id
         assert span.context.trace_id == request.context.trace_id
@@ -350,7 +350,7 @@ async def test_llm_credits_429_every_attempt_is_terminal_quota(telemetry) -> Non
         {"levelno": logging.ERROR, "attempt": 1, "final": True, **quota_fields},
     ]
     assert [r.span_id for r in telemetry.logs()] == [
-        format(s.context.span_id, "016x") for s in telemetry.attempts()
+        format(s.context.span_id, "016x") for s in telemetry.attempt_spans()
     ]
 
 
@@ -506,7 +506,7 @@ async def test_session_credits_429_spans_are_children_of_llm_request(telemetry) 
     (request,) = telemetry.spans("llm_request")
     assert root.parent is None
     assert request.context.trace_id == root.context.trace_id
-    attempts = telemetry.attempts()
+    attempts = telemetry.attempt_spans()
     assert len(attempts) == 2
     for span in attempts:
         assert span.context.trace_id == root.context.trace_id

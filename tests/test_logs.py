@@ -57,7 +57,7 @@ async def test_attempt_failed_renders_as_json_with_structlog(telemetry) -> None:
 
     (line,) = stream.getvalue().splitlines()
     record = json.loads(line)
-    (span,) = telemetry.attempts()
+    (span,) = telemetry.attempt_spans()
     assert record == {
         "event": "attempt_failed",
         "component": "llm",

@@ -63,7 +63,7 @@ async def test_masked_retry_loop_records_every_attempt(telemetry) -> None:
     assert "after 3 attempts" in str(raised)
 
     # --- spans: one per attempt, children of livekit's llm_request span, one trace
-    attempts = telemetry.attempts()
+    attempts = telemetry.attempt_spans()
     assert [dict(s.attributes) for s in attempts] == [
         {
             n.A_COMPONENT: "llm",
@@ -180,7 +180,7 @@ async def test_recovered_request_counts_ok_and_is_not_masked(telemetry) -> None:
     raised = await _run_session(model, max_retry=2)
 
     assert raised is None
-    (span,) = telemetry.attempts()
+    (span,) = telemetry.attempt_spans()
     assert span.attributes[n.A_ATTEMPT] == 0
     assert span.attributes[n.A_FINAL] is False
     assert telemetry.value(n.REQUESTS, component="llm", provider="scripted", outcome="ok") == 1
@@ -198,7 +198,7 @@ async def test_capture_messages_false_drops_messages(telemetry, monkeypatch) -> 
 
     await _run_session(model, max_retry=0)
 
-    (span,) = telemetry.attempts()
+    (span,) = telemetry.attempt_spans()
     assert n.A_ROOT_CAUSE_MESSAGE not in span.attributes
     assert span.status.description is None
     (record,) = telemetry.logs()

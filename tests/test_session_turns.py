@@ -347,7 +347,7 @@ async def test_credit_exhaustion_closes_the_session_on_the_fourth_dead_turn(
     assert span.parent.span_id == root.context.span_id
     assert span.context.trace_id == root.context.trace_id
     assert span.start_time <= span.end_time <= root.end_time
-    attempts = telemetry.attempts()
+    attempts = telemetry.attempt_spans()
     assert [(s.attributes[n.A_ATTEMPT], s.attributes[n.A_FINAL]) for s in attempts] == [
         (0, False),
         (1, True),
@@ -761,7 +761,7 @@ async def test_fallback_children_errors_count_in_the_session(telemetry, outcomes
         with pytest.raises(APIError):
             await asyncio.wait_for(session.run(user_input="hello there"), TIMEOUT)
         # each child: the request, then a background recovery probe (fails the same way)
-        assert await wait_until(lambda: len(telemetry.attempts()) == 5)
+        assert await wait_until(lambda: len(telemetry.attempt_spans()) == 5)
     finally:
         await close(session)
 
@@ -775,7 +775,7 @@ async def test_fallback_children_errors_count_in_the_session(telemetry, outcomes
         ("adapter_error", False),
         ("session_error", False),
     ]
-    providers = Counter(s.attributes[n.A_PROVIDER] for s in telemetry.attempts())
+    providers = Counter(s.attributes[n.A_PROVIDER] for s in telemetry.attempt_spans())
     assert providers == {"primary": 2, "secondary": 2, "fallback_adapter": 1}
     assert outcomes == ["dead_error"]
     assert session_part(telemetry.series()) == session_series(
@@ -799,7 +799,7 @@ async def test_fallback_child_error_alone_makes_the_turn_dead_error(telemetry, o
     try:
         await start(session)
         await asyncio.wait_for(session.run(user_input="hello there"), TIMEOUT)
-        assert await wait_until(lambda: primary.calls == 2 and len(telemetry.attempts()) == 2)
+        assert await wait_until(lambda: primary.calls == 2 and len(telemetry.attempt_spans()) == 2)
     finally:
         await close(session)
 
@@ -821,7 +821,7 @@ async def test_start_inside_wait_for_still_attributes_attempts(telemetry, outcom
         starting = asyncio.ensure_future(session.start(agent=Agent(instructions="test agent")))
         await asyncio.wait_for(starting, TIMEOUT)
         await asyncio.wait_for(session.run(user_input="hello there"), TIMEOUT)
-        assert await wait_until(lambda: primary.calls == 2 and len(telemetry.attempts()) == 2)
+        assert await wait_until(lambda: primary.calls == 2 and len(telemetry.attempt_spans()) == 2)
     finally:
         await close(session)
 

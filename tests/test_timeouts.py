@@ -87,7 +87,7 @@ def names(exc: BaseException) -> list[str]:
 
 
 def attrs(telemetry: Any) -> list[dict[str, Any]]:
-    return [dict(s.attributes or {}) for s in telemetry.attempts()]
+    return [dict(s.attributes or {}) for s in telemetry.attempt_spans()]
 
 
 def series(name: str, **labels: str) -> tuple[str, tuple[tuple[str, str], ...]]:
@@ -241,7 +241,7 @@ async def test_inference_llm_timeout_through_a_session(telemetry) -> None:
 
     assert attrs(telemetry) == [timeout_attempt(0, False), timeout_attempt(1, True)]
     (request,) = telemetry.spans("llm_request")
-    for span in telemetry.attempts():
+    for span in telemetry.attempt_spans():
         assert span.parent is not None
         assert span.parent.span_id == request.context.span_id
     assert telemetry.value(n.REQUESTS, component="llm", provider=PROVIDER, outcome="failed") == 1
