@@ -6,7 +6,7 @@ BIN    := $(VENV)/bin
 BASE   := $(VENV)/.installed-base
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck bench dashboards clean
+.PHONY: demo test lint typecheck bench dashboards docs clean
 
 $(BASE): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -23,8 +23,8 @@ demo: $(BASE)
 	$(BIN)/otel-agents demo $(DEMO_ARGS)
 
 lint: $(STAMP)
-	$(BIN)/ruff check otel_agents tests bench dashboards
-	$(BIN)/ruff format --check otel_agents tests bench dashboards
+	$(BIN)/ruff check otel_agents tests bench dashboards docs
+	$(BIN)/ruff format --check otel_agents tests bench dashboards docs
 
 typecheck: $(STAMP)
 	$(BIN)/mypy
@@ -36,6 +36,10 @@ test: lint typecheck
 # BENCH_QUICK=1 for a smoke run, BENCH_ARGS="hook_cost turn_cost" for some only)
 bench: $(STAMP)
 	$(BIN)/python -m bench $(BENCH_ARGS)
+
+# regenerate docs/reference.md from otel_agents.names (a test fails when it is stale)
+docs: $(STAMP)
+	$(BIN)/python docs/reference.py
 
 # regenerate the committed alert rules and dashboards (tests fail when they are stale)
 dashboards: $(STAMP)

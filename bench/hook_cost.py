@@ -7,7 +7,7 @@ quiet), and then with a span and a log line as well (an SDK tracer provider with
 processor, and a log handler that formats every record). Both run inside an asyncio task, as in
 a real retry loop, over the same pre-built error chains (fresh objects: the hook deduplicates
 re-emitted errors by identity), alternating baseline and measured batches so that machine noise
-hits both alike. Targets (DESIGN.md section 9): metrics path <= 1.5x; with a span and a log
+hits both alike. Targets (docs/architecture.md): metrics path <= 1.5x; with a span and a log
 line, a median under 50 us.
 """
 

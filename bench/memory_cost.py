@@ -11,13 +11,13 @@ counts the bytes in use exactly (chunk headers included) at no cost per allocati
 tracemalloc, which would make 10,000 sessions take minutes. Before each reading, livekit's
 bounded caches are emptied and the garbage collector runs (as
 ``tests/test_session_lifecycle.py`` does). The figure is what the run with otel-agents retained
-per session beyond the run without. Target (DESIGN.md section 9): under 100 bytes.
+per session beyond the run without. Target (docs/architecture.md): under 100 bytes.
 
 **Series after 100,000 random errors.** A third child, alongside, feeds ``ERRORS`` failed
 attempts of random exception types (fresh classes), messages, status codes, quota bodies, causes
 and providers (200 of them) to the failed-attempt hook, as ``tests/test_bounds.py`` does, and
 counts the ``otel_agents_*_total`` series along the way. Target: no family past its budget (one
-series more holds what is folded beyond it), their sum within the bound (DESIGN.md section 9: at
+series more holds what is folded beyond it), their sum within the bound (docs/architecture.md: at
 most 500 per process), and a family that reached its budget does not move after it.
 """
 

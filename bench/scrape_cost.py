@@ -3,7 +3,7 @@ what 20 concurrent scrapes cost.
 
 Three cases, each against a baseline measured in the same run:
 
-* **At the series budget**: one live process's file holding 500 series (DESIGN.md section 9:
+* **At the series budget**: one live process's file holding 500 series (docs/architecture.md:
   at most 500 per process). ``_sidecar.render.render`` (reap, then render, as the sidecar does) is
   compared with prometheus_client's bare ``MultiProcessCollector`` render of the same directory.
 * **500 dead processes**: the files 500 finished job processes leave behind (counters,

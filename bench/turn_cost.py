@@ -19,7 +19,7 @@ alongside.
 
 **livekit's own turn** is the CPU time (``time.process_time``) of real sessions with answered
 (or dead) turns minus the same sessions with no turn, per turn, without otel-agents: the
-denominator of the ratio. Target (DESIGN.md section 9): all that otel-agents adds to one turn
+denominator of the ratio. Target (docs/architecture.md): all that otel-agents adds to one turn
 costs under 100 us.
 """
 

@@ -15,7 +15,7 @@ from typing import Final, Literal, get_args
 
 PREFIX: Final = "otel_agents"
 
-# --- Prometheus metric names (section 6). Counters carry ``_total``. ---------------------------
+# --- Prometheus metric names. Counters carry ``_total``. -----------------------------------------
 ATTEMPT_FAILURES: Final = "otel_agents_attempt_failures_total"
 QUOTA_ERRORS: Final = "otel_agents_quota_errors_total"
 TERMINAL_ERRORS: Final = "otel_agents_terminal_errors_total"
@@ -120,7 +120,7 @@ WHERE: Final[tuple[Where, ...]] = get_args(Where)
 # Open labels keep at most this many distinct values per process; the rest fold into "other".
 OPEN_LABEL_LIMIT: Final = 32
 
-# --- span names and attributes (section 7) -----------------------------------------------------
+# --- span names and attributes ------------------------------------------------------------------
 SPAN_ATTEMPT_FAILED: Final = "otel_agents.attempt_failed"
 A_COMPONENT: Final = "otel_agents.component"
 A_PROVIDER: Final = "otel_agents.provider"
@@ -345,3 +345,98 @@ METRICS: Final[tuple[Metric, ...]] = (
         buckets=DURATION_BUCKETS,
     ),
 )
+
+
+# --- what every span, attribute, event and log record means (docs/reference.md) ----------------
+
+
+@dataclass(frozen=True)
+class Span:
+    name: str
+    help: str
+    attributes: tuple[str, ...]
+
+
+ATTRIBUTE_HELP: Final[dict[str, str]] = {
+    A_COMPONENT: "`llm`, `stt`, `tts`, `realtime` or `interruption`",
+    A_PROVIDER: "the provider instance's own name (`openai`, `deepgram`, `livekit`...), cleaned",
+    A_ATTEMPT: "0-based index of the attempt within its request",
+    A_FINAL: "livekit will not retry it: the request failed",
+    A_ERROR_TYPE: "class of the exception livekit emitted",
+    A_ERROR_CLASS: "`quota_exhausted`, `rate_limited`, `auth`, `bad_request`, `server_error`, "
+    "`timeout`, `connection`, `cancelled`, `internal` or `unknown`",
+    A_ROOT_CAUSE_TYPE: "class of the root cause: the deepest exception of the chain",
+    A_ROOT_CAUSE_MESSAGE: "its message, redacted then truncated (absent without "
+    "`capture_messages`)",
+    A_FIRST_ROOT_CAUSE_TYPE: "the root cause of the request's first attempt",
+    A_MASKED: "the final attempt's root cause differs from the first attempt's",
+    A_TERMINAL: "will not recover without operator action",
+    A_QUOTA_TYPE: "LiveKit Inference quota body: `quota_type`",
+    A_QUOTA_CATEGORY: "LiveKit Inference quota body: `category` (e.g. `MaxGatewayCredits`)",
+    A_QUOTA_HINT: "LiveKit Inference quota body: `hint`, cleaned",
+    A_QUOTA_REMAINING: "LiveKit Inference quota body: `remaining_limit`",
+    A_STATUS_CODE: "HTTP status, when the chain carries one",
+    S_CLOSE_REASON: "livekit's close reason (`other`: still open at process exit)",
+    S_SILENT: "the user spoke and the agent never did",
+    S_AGENT_SPOKE: "the agent reached `speaking`",
+    S_USER_SPOKE: "a user message, VAD speech, a non-empty transcript or a transcription timeout",
+    S_USER_TURNS: "user turns",
+    S_ANSWERED_TURNS: "user turns the agent answered",
+    S_DEAD_TURNS: "user turns after which the agent went back to listening without speaking",
+    S_UNANSWERED_TURNS: "user turns that waited longer than `silence_timeout`",
+    S_TIME_TO_FIRST_SPEECH: "seconds from `start()` to the first `speaking`",
+    S_ERRORS: "failed provider attempts in the session",
+    S_TERMINAL_ERROR: "one of them was terminal",
+    S_CLOSE_ERROR_TYPE: "class of the error livekit closed the session with",
+    S_JOB_SHUTDOWN_REASON: "the livekit job's shutdown reason, when the job gave one",
+    E_TASK_NAME: "the asyncio task's name",
+}
+
+SPANS: Final[tuple[Span, ...]] = (
+    Span(
+        SPAN_ATTEMPT_FAILED,
+        "One failed attempt of a provider request: zero length, status ERROR, a child of "
+        "livekit's request span (`llm_request`, `tts_request`) current when it failed.",
+        tuple(v for k, v in list(globals().items()) if k.startswith("A_")),
+    ),
+    Span(
+        SPAN_SESSION,
+        "One `AgentSession`, from `start()` to its close, in the trace of livekit's "
+        "`agent_session` span. Its `otel_agents.unhandled_task_error` events name the root "
+        "cause of asyncio task exceptions nobody retrieved (attributes `error.type`, "
+        "`otel_agents.root_cause.type`, `.message`, `otel_agents.task.name`).",
+        tuple(v for k, v in list(globals().items()) if k.startswith("S_")),
+    ),
+)
+
+#: the log records on the ``otel_agents`` logger, and the fields each carries
+LOG_RECORDS: Final[tuple[tuple[str, str, tuple[str, ...]], ...]] = (
+    (
+        LOG_ATTEMPT_FAILED,
+        "WARNING, ERROR for the final attempt",
+        (
+            "component", "provider", "attempt", "final", "error_type", "status_code",
+            "error_class", "root_cause_type", "root_cause_message", "first_root_cause_type",
+            "masked", "terminal", "quota_type", "quota_category", "quota_hint",
+            "quota_remaining_limit", "trace_id", "span_id",
+        ),
+    ),
+    (
+        LOG_SESSION_CLOSED,
+        "INFO, WARNING for a silent session",
+        (
+            "close_reason", "silent", "agent_spoke", "user_spoke", "user_turns",
+            "answered_turns", "dead_turns", "unanswered_turns", "time_to_first_speech",
+            "errors", "terminal_error", "close_error_type", "job_shutdown_reason", "trace_id",
+            "span_id",
+        ),
+    ),
+    (
+        LOG_UNHANDLED_TASK_ERROR,
+        "ERROR",
+        (
+            "error_type", "root_cause_type", "root_cause_message", "task_name", "trace_id",
+            "span_id",
+        ),
+    ),
+)  # fmt: skip

@@ -29,7 +29,7 @@ def _openai_client() -> openai.AsyncOpenAI:
 
 
 def ssl_connection_error() -> None:
-    """The chain the inference plugin produces for a TLS failure (livekit-internals.md 5.2)."""
+    """The chain the inference plugin produces for a TLS failure (docs/livekit.md)."""
     try:
         try:
             try:

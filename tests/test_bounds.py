@@ -1,5 +1,5 @@
 """Bounded: hostile exceptions never escape a hook, and random input never grows the number of
-series past the budget (DESIGN.md sections 6 and 9)."""
+series past the budget (docs/reference.md, docs/architecture.md)."""
 
 from __future__ import annotations
 

@@ -41,7 +41,7 @@ EXPORTERS = ROOT / "exporters"
 TIMEOUT_S = 60
 
 SERVICES = {"agent", "otel-collector", "prometheus", "alertmanager", "tempo", "grafana"}
-#: the job every alert rule and dashboard selects (DESIGN.md section 8)
+#: the job every alert rule and dashboard selects (dashboards/config.py)
 JOB = "livekit-agents"
 #: an exact release: 1.2.3 or v1.2.3, nothing floating (latest, 3, 3.15, main)
 PINNED = re.compile(r"^[a-z0-9][a-z0-9./_-]*:v?\d+\.\d+\.\d+$")

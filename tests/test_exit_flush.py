@@ -1,5 +1,5 @@
 """Nothing recorded in a process is lost at its exit, however it ends, within
-``exit_flush_timeout`` (DESIGN.md sections 3 and 9).
+``exit_flush_timeout`` (docs/architecture.md).
 
 livekit's job processes are multiprocessing children: forkserver on Linux, spawn elsewhere, and
 they end through ``os._exit``, which skips ``atexit`` (the SDK's own flush); the worker itself

@@ -1,4 +1,4 @@
-"""Fault injection (DESIGN.md sections 3, 4 and 9): otel-agents never crashes, blocks or changes
+"""Fault injection (docs/architecture.md): otel-agents never crashes, blocks or changes
 the host agent, whatever fails around it, and loses nothing it could record.
 
 Real ``AgentSession``s in text mode (no room, offline) with scripted, failing providers
@@ -921,7 +921,7 @@ async def test_init_twice_and_init_again_after_shutdown_never_double_count() -> 
 @pytest.mark.asyncio
 @pytest.mark.usefixtures("clean", "quiet_livekit")
 async def test_models_built_before_init_are_not_instrumented_but_their_sessions_are() -> None:
-    """The contract (DESIGN.md section 3: init() runs before models are built): hooks attach
+    """The contract (init() runs before models are built): hooks attach
     when a provider instance is constructed, so a model built before ``init()`` records no
     attempts and no requests, ever. ``AgentSession.start`` is wrapped at the class, so a session
     started after ``init()`` is tracked whatever its models: the errors that reach the session's

@@ -1,4 +1,4 @@
-"""A hypothesis fuzz of the classification and hook path (DESIGN.md sections 4, 6 and 9).
+"""A hypothesis fuzz of the classification and hook path (docs/architecture.md).
 
 10,000 generated hostile inputs in all, each drawn as a recipe and built fresh where it is used
 (raising an exception changes it):
@@ -26,7 +26,7 @@ inside livekit's own retry loop, and raised in a real ``AgentSession`` turn, the
 compared with the same run without otel-agents. Asserted: nothing escapes a hook, the host sees
 exactly what it sees without otel-agents (the same exception object, the same attempts, the same
 events), every emitted error is recorded, no internal error is needed to contain any of it, and
-afterwards the series count stays within DESIGN.md's bound (at most 500 per process, see
+afterwards the series count stays within the bound (at most 500 per process, see
 ``_metrics.SERIES_BUDGET``) and the registry still renders. What the inputs made the classifier
 and livekit do is tallied, so that a fuzz that stopped reaching a corner fails.
 

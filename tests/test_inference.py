@@ -121,7 +121,7 @@ def record(
     quota: dict[str, str] | None = None,
     status: int | None = None,
 ) -> dict[str, Any]:
-    """The exact attributes of one ``otel_agents.attempt_failed`` span (DESIGN.md section 7)."""
+    """The exact attributes of one ``otel_agents.attempt_failed`` span (docs/reference.md)."""
     out: dict[str, Any] = {
         n.A_COMPONENT: component,
         n.A_PROVIDER: PROVIDER,

@@ -1,4 +1,4 @@
-"""Secret-redaction audit (DESIGN.md section 9: "Secrets never leave the process").
+"""Secret-redaction audit (docs/architecture.md: "Secrets stay in").
 
 Real ``AgentSession``s run with secrets planted wherever a provider's words reach otel-agents;
 everything that is exported is captured and searched for every planted secret.

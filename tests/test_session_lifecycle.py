@@ -1,14 +1,14 @@
-"""The life of a session at scale and at its edges (DESIGN.md sections 5, 6, 7 and 9), with real
-``AgentSession``s in text mode (no room, offline).
+"""The life of a session at scale and at its edges (docs/sessions.md, docs/architecture.md),
+with real ``AgentSession``s in text mode (no room, offline).
 
 * 1,000 sessions in one process: exact counts, gauges back to 0, nothing of a closed session
   retained by otel-agents (weak references, and tracemalloc against a run without otel-agents).
 * A session constructed but never started, a ``start()`` that raises, a restarted session.
-* Job shutdown (livekit-internals.md 2.2): an open session is closed ``job_shutdown``; a session
+* Job shutdown (docs/livekit.md): an open session is closed ``job_shutdown``; a session
   closed by ``aclose()`` keeps its span until the job's shutdown reason arrives.
 * Processes that exit with a session open, alone or as multiprocessing children (os._exit after
   the multiprocessing finalizers): no stale live gauge in the multiprocess directory.
-* Never-retrieved task exceptions (field report 000: the orphan task whose AttributeError masks
+* Never-retrieved task exceptions (the orphan task whose AttributeError masks
   the real RuntimeError), and the loop's previous exception handler left intact.
 * ``otel_agents.shutdown()`` with a session still open.
 """
@@ -256,7 +256,7 @@ async def _retained_per_session(warm_up: int, rounds: int, count: int) -> list[f
 
 @pytest.mark.asyncio
 async def test_retained_memory_per_closed_session_is_under_100_bytes() -> None:
-    """DESIGN.md section 9: under 100 bytes retained per closed session. Measured as the
+    """Under 100 bytes retained per closed session. Measured as the
     difference between a run with otel-agents (spans made and ended) and the same run without
     it, in the same process; the median of 4 rounds ignores a round in which some table grew to
     its next size (a set; the interpreter's table of ``object``'s subclasses, 144 KB once livekit
@@ -686,7 +686,7 @@ def test_every_exit_scenario_ran_with_a_user_waiting(
     assert run.after[f"{n.SESSIONS_STARTED}{{}}"] == 1
 
 
-# --- 5. never-retrieved task exceptions (field report 000) -----------------------------------
+# --- 5. never-retrieved task exceptions (an orphan task) -------------------------------------
 
 
 def _ensure_session() -> Any:
@@ -694,7 +694,7 @@ def _ensure_session() -> Any:
 
 
 class SpeechStream:
-    """The orphan task of field report 000 (livekit PR #5709): the base ``__init__`` schedules
+    """An orphan task livekit once had (PR #5709): the base ``__init__`` schedules
     the main task, then the subclass's ``_ensure_session()`` raises before ``self._session`` is
     set. The caller gets the real RuntimeError; the orphan task fails with an AttributeError
     that nobody awaits, reported only when the task is garbage collected."""

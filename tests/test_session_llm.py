@@ -4,7 +4,7 @@ Attempt 0 fails with the TLS chain the inference plugin produces (ssl.SSLError -
 openai -> livekit APIConnectionError); attempts 1 and 2 fail with a gateway 429 whose body is
 only reachable through ``__context__.response``. livekit's logs end with "failed to generate LLM
 completion after 3 attempts"; otel-agents must show every attempt, the first root cause, and
-``masked=true`` on the final failure (seed 003).
+``masked=true`` on the final failure (a retry loop that hides its first cause).
 """
 
 from __future__ import annotations

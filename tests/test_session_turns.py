@@ -1,6 +1,6 @@
-"""User turns of a real ``AgentSession`` (text mode, no room, offline): each outcome of DESIGN.md
-section 5, as livekit 1.8.9 actually produces it, and the metrics, the ``otel_agents.session``
-span and the ``session_closed`` log record agreeing on it.
+"""User turns of a real ``AgentSession`` (text mode, no room, offline): each outcome of
+docs/sessions.md, as livekit 1.8.9 actually produces it, and the metrics, the
+``otel_agents.session`` span and the ``session_closed`` log record agreeing on it.
 
 Each test records the order of the session's public events (:class:`Timeline`) so that what it
 asserts about the tracker rests on what livekit emitted, and spies on the tracker's turn outcomes
@@ -267,7 +267,7 @@ def outcomes(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     return seen
 
 
-# --- 1. credit exhaustion (field report 002) -----------------------------------------------------
+# --- 1. credit exhaustion ------------------------------------------------------------------------
 
 
 @pytest.mark.asyncio
@@ -629,7 +629,7 @@ async def test_tool_call_then_empty_reply_is_tool_only(telemetry, outcomes) -> N
         BACK_TO_LISTENING,
     ]
     assert outcomes == ["tool_only"]
-    # not dead; the agent never spoke, so the session is silent (DESIGN.md section 5)
+    # not dead; the agent never spoke, so the session is silent (docs/sessions.md)
     assert session_part(telemetry.series()) == session_series(agent_spoke=False, turns=1)
     assert dict(the_session_span(telemetry).attributes) == session_attributes(
         silent=True, agent_spoke=False, answered=0, dead=0, errors=0

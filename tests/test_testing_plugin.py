@@ -10,7 +10,7 @@ import pytest
 
 pytest_plugins = ["pytester"]
 
-USER_TESTS = '''
+USER_TESTS = """
 import asyncio
 import pytest
 from livekit.agents import Agent, AgentSession, APIConnectOptions
@@ -61,7 +61,7 @@ async def test_exhausted_credits_make_a_silent_session(otel_agents_capture):
     assert span.attributes["otel_agents.session.silent"] is True
     # the marker's init() argument: no message leaves the process
     assert all(r.root_cause_message is None for r in otel_agents_capture.logs())
-'''
+"""
 
 
 def test_the_fixture_as_a_user_uses_it(pytester: pytest.Pytester) -> None:

@@ -1,4 +1,4 @@
-"""Bounded label values: no metric label is ever built from free text (DESIGN.md section 6)."""
+"""Bounded label values: no metric label is ever built from free text (docs/reference.md)."""
 
 from __future__ import annotations
 

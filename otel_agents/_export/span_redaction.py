@@ -152,5 +152,3 @@ def install(provider: object, *, capture_messages: bool) -> None:
     reordered = (processor, *(p for p in processors if p is not processor))
     with getattr(multi, "_lock", None) or contextlib.nullcontext():
         multi._span_processors = reordered  # type: ignore[union-attr]
-
-
