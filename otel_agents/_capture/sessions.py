@@ -78,7 +78,6 @@ class SessionTracker:
     __slots__ = (
         "__weakref__",
         "agent_spoke",
-        "agent_state",
         "answered",
         "close_error_type",
         "close_reason",
@@ -123,7 +122,6 @@ class SessionTracker:
         self.user_spoke = False
         self.agent_spoke = False
         self.user_state = "listening"
-        self.agent_state = "initializing"
         self.time_to_first_speech: float | None = None
         self.user_turns = 0
         self.answered = 0
@@ -297,7 +295,6 @@ class SessionTracker:
 
     def on_agent_state_changed(self, ev: Any) -> None:
         old, new = ev.old_state, ev.new_state
-        self.agent_state = new
         if new == "speaking":
             at = ev.created_at
             if not self.agent_spoke:
