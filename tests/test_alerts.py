@@ -1,14 +1,17 @@
-"""The alert rules (``dashboards/alerts.py`` -> ``dashboards/alerts.yml``), their promtool unit
-tests and the runbook (DESIGN.md section 8).
+"""The alert and recording rules (``dashboards/alerts.py`` and ``dashboards/rules.py`` ->
+``dashboards/alerts.yml``), their promtool unit tests and the runbook.
 
 The rules are checked with the real ``promtool`` (Debian's prometheus package, see
 ``prometheus_bin``): ``check rules`` (syntax and lint) and ``test rules`` (the unit tests of
 ``dashboards/alerts_test.yml``: every alert fires with exact labels and annotations, and stays
-quiet where it must).
+quiet where it must; every recording rule records what it promises). And the recording rules
+record exactly what the alerts compute: at every evaluation of every unit test's input, an alert
+reading the recorded series would return what it computes itself.
 """
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 from collections import defaultdict
@@ -19,8 +22,10 @@ import pytest
 import yaml
 
 from dashboards import alerts
+from dashboards import rules as recording
 from dashboards.alerts import Config, build_rules, write_rules
 from dashboards.catalogue import exported_series, metrics_in
+from dashboards.config import ALERT_PREFIX, METRICS_ABSENT, UNANSWERED_TURNS, seconds
 
 from prometheus_bin import promtool
 
@@ -29,8 +34,8 @@ RULES = DASHBOARDS / "alerts.yml"
 RULE_TESTS = DASHBOARDS / "alerts_test.yml"
 RUNBOOK = DASHBOARDS / "runbook.md"
 
-#: DESIGN.md section 8: every alert and its severities
-DESIGN_ALERTS = {
+#: every alert and its severities
+EXPECTED_ALERTS = {
     "LiveKitAgentsCreditsExhausted": {"critical"},
     "LiveKitAgentsTerminalErrors": {"critical"},
     "LiveKitAgentsSilentSessions": {"warning", "critical"},
@@ -42,9 +47,24 @@ DESIGN_ALERTS = {
 }
 
 
-def rules(config: Config | None = None) -> list[dict[str, Any]]:
+def all_rules(config: Config | None = None) -> list[dict[str, Any]]:
+    """Every rule of the rule file, recording rules and alerts, in order."""
     built = build_rules(config) if config is not None else build_rules()
     return [rule for group in built["groups"] for rule in group["rules"]]
+
+
+def rules(config: Config | None = None) -> list[dict[str, Any]]:
+    """The alerting rules."""
+    return [rule for rule in all_rules(config) if "alert" in rule]
+
+
+def records(config: Config | None = None) -> list[dict[str, Any]]:
+    """The recording rules."""
+    return [rule for rule in all_rules(config) if "record" in rule]
+
+
+#: a recorded series' name: ``level:metric:operations``
+RECORDED = re.compile(r"\b[a-z_]+:[a-z_]+:[a-z0-9_]+\b")
 
 
 def code(expr: str) -> str:
@@ -101,7 +121,7 @@ def test_promtool_unit_tests() -> None:
 # --- the contract ----------------------------------------------------------------------------
 
 
-def test_every_alert_of_the_design() -> None:
+def test_every_alert() -> None:
     found: dict[str, set[str]] = defaultdict(set)
     for rule in rules():
         name = rule["alert"]
@@ -114,8 +134,9 @@ def test_every_alert_of_the_design() -> None:
         assert "{{" not in summary, f"{name}: summary must be a static sentence"
         assert "$value" in rule["annotations"]["description"], name
         assert rule["annotations"]["runbook_url"] == f"{alerts.RUNBOOK_URL}#{name.lower()}"
-    assert found == DESIGN_ALERTS
+    assert found == EXPECTED_ALERTS
     assert {k: set(v) for k, v in alerts.ALERTS.items()} == found
+    assert all(name.startswith(ALERT_PREFIX) for name in found)
 
 
 def github_anchors(markdown: str) -> set[str]:
@@ -138,11 +159,14 @@ def test_runbook_has_a_section_per_alert() -> None:
         assert anchor in anchors, f"{rule['alert']}: no heading for #{anchor} in runbook.md"
 
 
-def test_every_alert_has_a_firing_and_a_quiet_unit_test() -> None:
+def test_every_rule_has_unit_tests() -> None:
+    """Every alert has a firing and a quiet unit test; every recording rule an expression test
+    checking its exact samples."""
     spec = yaml.safe_load(RULE_TESTS.read_text(encoding="utf-8"))
     assert spec["rule_files"] == ["alerts.yml"]
     fires: dict[str, set[str]] = defaultdict(set)
     quiet: set[str] = set()
+    tested: set[str] = set()
     for case in spec["tests"]:
         for check in case.get("alert_rule_test", ()):
             expected = check.get("exp_alerts") or []
@@ -152,8 +176,13 @@ def test_every_alert_has_a_firing_and_a_quiet_unit_test() -> None:
                 fires[check["alertname"]].add(alert["exp_labels"]["severity"])
                 # exact annotations, always
                 assert set(alert["exp_annotations"]) == {"summary", "description", "runbook_url"}
-    assert dict(fires) == DESIGN_ALERTS
-    assert quiet == set(DESIGN_ALERTS)
+        for check in case.get("promql_expr_test", ()):
+            tested.update(RECORDED.findall(check["expr"]))
+            for sample in check["exp_samples"]:
+                tested.update(RECORDED.findall(sample["labels"]))
+    assert dict(fires) == EXPECTED_ALERTS
+    assert quiet == set(EXPECTED_ALERTS)
+    assert {rule["record"] for rule in records()} <= tested
 
 
 def test_descriptions_name_every_label_the_alert_carries() -> None:
@@ -170,32 +199,164 @@ def test_descriptions_name_every_label_the_alert_carries() -> None:
                     )
 
 
-def test_rules_name_only_exported_metrics() -> None:
+def test_rules_name_only_exported_metrics_and_earlier_records() -> None:
+    """Every metric a rule reads is exported, or recorded by a rule before it in the group: a
+    rule reads the value recorded in the same evaluation, never the previous one."""
     exported = exported_series()
-    for rule in rules():
-        named = metrics_in(rule["expr"])
-        assert named, rule["alert"]
-        assert named <= exported, f"{rule['alert']}: {sorted(named - exported)} not exported"
+    (group,) = build_rules()["groups"]
+    recorded: set[str] = set()
+    for rule in group["rules"]:
+        name = rule.get("alert") or rule["record"]
+        expr = code(rule["expr"])
+        reads = set(RECORDED.findall(expr))
+        assert reads <= recorded, f"{name}: reads {sorted(reads - recorded)} before recording"
+        named = metrics_in(RECORDED.sub("", expr))
+        assert named or reads, name
+        assert named <= exported, f"{name}: {sorted(named - exported)} not exported"
+        if "record" in rule:
+            recorded.add(rule["record"])
+    assert [r.get("alert") for r in group["rules"]] == [None] * len(records()) + [
+        r["alert"] for r in rules()
+    ], "the recording rules come first, in the alerts' own group"
+
+
+def test_recording_rules_follow_the_naming_convention() -> None:
+    """``level:metric:operations``: the level names the labels the series keeps (job always),
+    the metric says what is counted, the operations the window."""
+    windows = {"5m", "10m", "15m"}
+    for rule in records():
+        level, metric, operations = rule["record"].split(":")
+        assert metric.startswith("otel_agents_"), metric
+        assert not metric.endswith("_total"), metric
+        assert re.fullmatch(r"(ratio_)?increase\d+[smhdw]", operations), operations
+        assert operations.rsplit("increase", 1)[1] in windows, operations
+        expr = code(rule["expr"])
+        groupings = re.findall(r"\bsum by \(([^)]*)\)", expr)
+        if operations.startswith("ratio_"):
+            # a ratio of two recorded counts of the same level and window
+            assert not groupings, rule["record"]
+            part, whole = RECORDED.findall(expr)
+            job = '{job="livekit-agents"}'
+            assert expr.split() == [part + job, "/", whole + job], rule["record"]
+            for recorded in (part, whole):
+                assert recorded.split(":")[0] == level
+                assert recorded.split(":")[2] == operations.removeprefix("ratio_")
+            counted, per = part.split(":")[1], whole.split(":")[1].removeprefix("otel_agents_")
+            assert metric == f"{counted}_per_{per}", rule["record"]
+        else:
+            (grouping,) = groupings
+            assert level == "_".join(g.strip() for g in grouping.split(",")), rule["record"]
+            assert level.split("_")[0] == "job", rule["record"]
 
 
 def test_aggregations_keep_the_job() -> None:
-    for rule in rules():
+    for rule in all_rules():
         expr = code(rule["expr"])
         groupings = re.findall(r"\b(?:sum|max|min|count) by \(([^)]*)\)", expr)
-        assert groupings, rule["alert"]
+        reads = RECORDED.findall(expr)
+        assert groupings or reads, rule
         for grouping in groupings:
-            assert "job" in [g.strip() for g in grouping.split(",")], (rule["alert"], grouping)
+            assert "job" in [g.strip() for g in grouping.split(",")], (rule, grouping)
+        for recorded in reads:
+            assert recorded.startswith("job"), (rule, recorded)  # its level keeps the job
         assert "without" not in expr
 
 
 def test_every_selector_carries_the_job_selector() -> None:
+    """Every raw series is read through the job selector; every recorded series through its
+    matchers on ``job`` (the one label recorded series keep), so that an alert reads its own
+    deployment's recorded series only."""
     config = Config(selector='job="agents-eu", namespace="voice"')
-    for rule in rules(config):
-        selectors = re.findall(r"\b(otel_agents_\w+|up)(\{[^}]*\})?", code(rule["expr"]))
-        assert selectors, rule["alert"]
+    for rule in all_rules(config):
+        expr = code(rule["expr"])
+        for recorded, matchers in re.findall(rf"({RECORDED.pattern})(\{{[^}}]*\}})?", expr):
+            assert matchers == '{job="agents-eu"}', (recorded, matchers)
+        selectors = re.findall(r"\b(otel_agents_\w+|up)(\{[^}]*\})?", RECORDED.sub("", expr))
+        assert selectors or RECORDED.search(expr), rule
         for metric, matchers in selectors:
             assert matchers.startswith('{job="agents-eu", namespace="voice"'), (metric, matchers)
         assert "livekit-agents" not in rule["expr"]
+
+
+@pytest.mark.parametrize(
+    ("selector", "matchers"),
+    [
+        ('job="livekit-agents"', 'job="livekit-agents"'),
+        ("job=~'agents-(eu|us)', namespace=\"voice\"", "job=~'agents-(eu|us)'"),
+        ('namespace="voice", job != "test"', 'job != "test"'),
+        ('namespace="a,job=b"', ""),
+        ('namespace="voice"', ""),
+    ],
+)
+def test_job_matchers(selector: str, matchers: str) -> None:
+    config = Config(selector=selector)
+    assert recording.job_matchers(config) == matchers
+    record = recording.Record("job:otel_agents_x:increase5m", "1")
+    assert record.ref(config) == (
+        f"job:otel_agents_x:increase5m{{{matchers}}}" if matchers else record.name
+    )
+
+
+def reading_records(expr: str, config: Config | None = None) -> str:
+    """``expr`` (an alert's) with every expression a recording rule records, as the alert
+    computes it, replaced by the recorded series."""
+    config = config or Config()
+    for record in sorted(recording.records(config), key=lambda r: len(r.expr), reverse=True):
+        for by in (4, 2, 0):  # as the alert indents it
+            expr = expr.replace(recording.indent(record.expr, by), " " * by + record.ref(config))
+    return expr
+
+
+def test_alerts_compute_what_the_recording_rules_record() -> None:
+    """Every counter alert is made of the recording rules' expressions, and of nothing else."""
+    exported = exported_series()
+    for rule in rules():
+        recorded = reading_records(rule["expr"])
+        if rule["alert"] in (UNANSWERED_TURNS, METRICS_ABSENT):  # nothing to record
+            assert recorded == rule["expr"], rule["alert"]
+            continue
+        assert RECORDED.search(recorded), rule["alert"]
+        assert not metrics_in(RECORDED.sub("", code(recorded))) & exported, recorded
+
+
+def test_reading_the_recorded_series_gives_the_same_alerts(tmp_path: Path) -> None:
+    """At every evaluation of every unit test's input series, each alert's expression returns
+    exactly the series and values of the same expression reading the recorded series instead:
+    the recording rules record what the alerts compute, in the same evaluation. (The alerts
+    still compute it themselves: see ``dashboards/alerts.py`` for the cases outside the unit
+    tests where reading them would differ.)"""
+    checks = list(records())
+    differences = []
+    for i, rule in enumerate(rules()):
+        a, b = f"check:alert_{i}:inline", f"check:alert_{i}:recorded"
+        checks += [
+            {"record": a, "expr": rule["expr"]},
+            {"record": b, "expr": reading_records(rule["expr"])},
+        ]
+        differences.append(f"({a} unless {b}) or ({b} unless {a}) or ({a} != {b})")
+    (tmp_path / "rules.yml").write_text(
+        json.dumps({"groups": [{"name": alerts.GROUP, "rules": checks}]})
+    )
+    spec = yaml.safe_load(RULE_TESTS.read_text(encoding="utf-8"))
+    cases = []
+    for case in spec["tests"]:
+        checked = [*case.get("alert_rule_test", ()), *case.get("promql_expr_test", ())]
+        last = max(seconds(check["eval_time"]) for check in checked)
+        cases.append(
+            {
+                "name": case["name"],
+                "interval": case["interval"],
+                "input_series": case["input_series"],
+                "promql_expr_test": [
+                    {"expr": " or ".join(differences), "eval_time": f"{t}s", "exp_samples": []}
+                    for t in range(0, last + 15 * 60 + 1, 15)
+                ],
+            }
+        )
+    (tmp_path / "test.yml").write_text(
+        json.dumps({"rule_files": ["rules.yml"], "evaluation_interval": "15s", "tests": cases})
+    )
+    assert_clean(run_promtool("test", "rules", tmp_path / "test.yml"))
 
 
 # --- Config ----------------------------------------------------------------------------------
@@ -235,7 +396,7 @@ def test_every_window_and_for_is_overridable(tmp_path: Path) -> None:
         unanswered_turns_threshold=2,
     )
     built = rules(config)
-    text = yaml.safe_dump(built)
+    text = yaml.safe_dump(all_rules(config))
     for name, value in DURATIONS.items():
         assert value in text, f"Config.{name}={value} is not used"
     fors = {(r["alert"], r["labels"]["severity"]): r["for"] for r in built}
@@ -250,7 +411,7 @@ def test_every_window_and_for_is_overridable(tmp_path: Path) -> None:
         ("LiveKitAgentsMaskedRetryFailures", "warning"): "29s",
         ("LiveKitAgentsMetricsAbsent", "warning"): "31s",
     }
-    for rule in built:
+    for rule in all_rules(config):
         # no default window or lookback is left in any expression
         assert not re.search(r"\[(5m|10m|15m|1h)\]|offset (5m|10m|15m)\b", rule["expr"]), rule
     exprs = {(r["alert"], r["labels"]["severity"]): r["expr"] for r in built}
@@ -262,6 +423,18 @@ def test_every_window_and_for_is_overridable(tmp_path: Path) -> None:
     assert exprs[("LiveKitAgentsUnansweredTurns", "warning")].endswith(" > 2")
     # the terminal-quota mask looks back twice the terminal window
     assert "[1m26s]" in exprs[("LiveKitAgentsTerminalErrors", "critical")]
+    # the recording rules record over the alerts' windows, and are named after them
+    assert sorted(r["record"].rsplit(":", 1)[1] for r in records(config)) == sorted(
+        [
+            "increase41s",  # credits
+            "increase43s",  # terminal errors
+            "increase1m26s",  # their mask
+            *["increase47s", "increase47s", "ratio_increase47s"],  # silent sessions
+            *["increase53s", "increase53s", "ratio_increase53s"],  # dead turns
+            "increase59s",  # rate limited
+            "increase61s",  # masked failures (the window as configured)
+        ]
+    )
     # and the result is a valid rule file
     assert_clean(run_promtool("check", "rules", write_rules(tmp_path / "short.yml", config)))
 

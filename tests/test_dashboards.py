@@ -1,9 +1,11 @@
-"""The Grafana dashboards (``dashboards/dashboards.py``): committed JSON up to date, the Grafana
-dashboard-linter rules that matter re-implemented, every query naming only metrics that exist
-and parsing with the real ``promtool``, and the trace links well formed.
+"""The Grafana dashboards (``dashboards/overview.py``, ``dashboards/errors.py``, written by
+``dashboards/dashboards.py``): committed JSON up to date, the Grafana dashboard-linter rules that
+matter re-implemented, every query naming only metrics that exist and parsing with the real
+``promtool``, the stat colours at the alerts' thresholds, and the trace links well formed.
 
 Whether every query returns data from a real Prometheus scraping the demo is the end-to-end
-test's job; it uses ``queries``, ``substitute_variables`` and ``EMPTY_WHEN_HEALTHY`` from here.
+test's job; it uses ``queries`` and ``substitute_variables`` (``tests/promql.py``) and
+``EMPTY_WHEN_HEALTHY`` (``dashboards/panels.py``), all tested here.
 """
 
 from __future__ import annotations
@@ -21,8 +23,11 @@ from grafana_foundation_sdk.models import dashboard as dm
 
 from dashboards import catalogue
 from dashboards import dashboards as d
+from dashboards.config import ALERT_PREFIX, ALERTS, DEFAULTS
+from dashboards.panels import EMPTY_WHEN_HEALTHY
 from otel_agents import names as n
 
+from .promql import panels, queries, substitute_variables
 from prometheus_bin import promtool
 
 # Grafana's own units these dashboards may use (seconds, counts, ratios 0..1, per-second rates)
@@ -34,7 +39,7 @@ DASHBOARDS = {name: d.load(name) for name in d.DASHBOARDS}
 
 
 def all_panels() -> list[tuple[str, dict[str, Any]]]:
-    return [(name, panel) for name, board in DASHBOARDS.items() for panel in d.panels(board)]
+    return [(name, panel) for name, board in DASHBOARDS.items() for panel in panels(board)]
 
 
 def prometheus_targets() -> list[tuple[str, dict[str, Any], dict[str, Any]]]:
@@ -123,7 +128,7 @@ def test_main_writes_the_files(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) 
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(d.DASHBOARDS)
 
 
-# --- DESIGN section 8: uids, titles, variables ---------------------------------------------------
+# --- uids, titles, variables ---------------------------------------------------------------------
 
 
 def test_titles_uids_tags_time() -> None:
@@ -178,7 +183,7 @@ def test_datasource_variable_used_by_every_panel_and_target() -> None:
         ds = variables(board)["datasource"]
         assert (ds["type"], ds["query"]) == ("datasource", "prometheus"), name
         uses_tempo = False
-        for panel in d.panels(board):
+        for panel in panels(board):
             ref = panel.get("datasource")
             assert ref, f"{name}: {panel['title']} has no datasource"
             assert ref in (
@@ -234,7 +239,7 @@ def test_job_and_instance_variables() -> None:
 
 def test_queries_returns_every_prometheus_target() -> None:
     for name, board in DASHBOARDS.items():
-        listed = d.queries(board)
+        listed = queries(board)
         targets = [
             (panel["title"], target["expr"])
             for dn, panel, target in prometheus_targets()
@@ -313,7 +318,7 @@ def test_legends_name_their_labels() -> None:
 
 def test_promtool_parses_every_query(tmp_path: Path) -> None:
     rules = [
-        {"record": f"dashboard:query_{i}:check", "expr": d.substitute_variables(expr)}
+        {"record": f"dashboard:query_{i}:check", "expr": substitute_variables(expr)}
         for i, (_, expr) in enumerate(exprs())
     ]
     path = tmp_path / "dashboard-queries.yml"
@@ -335,20 +340,20 @@ def test_promtool_parses_every_query(tmp_path: Path) -> None:
 
 def test_substitute_variables() -> None:
     expr = 'sum(rate(x{job=~"$job", instance=~"${instance}"}[$__rate_interval])) [$__range]'
-    assert d.substitute_variables(expr) == 'sum(rate(x{job=~".*", instance=~".*"}[1m])) [5m]'
-    assert d.substitute_variables("$__interval") == "15s"
+    assert substitute_variables(expr) == 'sum(rate(x{job=~".*", instance=~".*"}[1m])) [5m]'
+    assert substitute_variables("$__interval") == "15s"
     with pytest.raises(KeyError, match=r"\$unknown"):
-        d.substitute_variables("up{a=~'$unknown'}")
+        substitute_variables("up{a=~'$unknown'}")
     for title, expr in exprs():
-        assert "$" not in d.substitute_variables(expr), title
+        assert "$" not in substitute_variables(expr), title
 
 
 def test_empty_when_healthy() -> None:
     titles = {panel["title"]: panel for _, panel in all_panels()}
-    assert set(titles) >= d.EMPTY_WHEN_HEALTHY
+    assert set(titles) >= EMPTY_WHEN_HEALTHY
     for title, panel in titles.items():
         says_so = "Empty when healthy" in panel["description"]
-        assert says_so == (title in d.EMPTY_WHEN_HEALTHY), title
+        assert says_so == (title in EMPTY_WHEN_HEALTHY), title
 
 
 # --- panels ------------------------------------------------------------------------------------
@@ -379,9 +384,7 @@ def test_units_match_the_queries() -> None:
 
 
 def test_overview_covers_the_session_metrics() -> None:
-    used = set().union(
-        *(catalogue.metrics_in(e) for _, e in d.queries(DASHBOARDS["overview.json"]))
-    )
+    used = set().union(*(catalogue.metrics_in(e) for _, e in queries(DASHBOARDS["overview.json"])))
     for metric in (
         n.SESSIONS_ACTIVE,
         n.SESSIONS_STARTED,
@@ -394,12 +397,12 @@ def test_overview_covers_the_session_metrics() -> None:
         assert metric in used, metric
     for histogram in (n.TIME_TO_FIRST_SPEECH, n.RESPONSE_LATENCY, n.SESSION_DURATION):
         assert histogram + "_bucket" in used, histogram
-    alerts = [e for _, e in d.queries(DASHBOARDS["overview.json"]) if e.startswith("ALERTS")]
+    alerts = [e for _, e in queries(DASHBOARDS["overview.json"]) if e.startswith("ALERTS")]
     assert alerts == ['ALERTS{alertname=~"LiveKitAgents.*", alertstate="firing"}']
 
 
 def test_errors_dashboard_covers_the_error_metrics() -> None:
-    used = set().union(*(catalogue.metrics_in(e) for _, e in d.queries(DASHBOARDS["errors.json"])))
+    used = set().union(*(catalogue.metrics_in(e) for _, e in queries(DASHBOARDS["errors.json"])))
     for metric in (
         n.ATTEMPT_FAILURES,
         n.QUOTA_ERRORS,
@@ -440,7 +443,7 @@ def test_error_panels_link_to_their_traces() -> None:
     board = DASHBOARDS["errors.json"]
     assert "tempo" in variables(board)
     linked = 0
-    for panel in d.panels(board):
+    for panel in panels(board):
         exprs_ = [t.get("expr", "") for t in panel["targets"]]
         shows_attempts = any(
             m in e
@@ -480,7 +483,7 @@ def test_error_panels_link_to_their_traces() -> None:
 
 def test_tempo_panel_lists_failed_attempt_spans() -> None:
     board = DASHBOARDS["errors.json"]
-    tempo_panels = [p for p in d.panels(board) if p["datasource"]["type"] == "tempo"]
+    tempo_panels = [p for p in panels(board) if p["datasource"]["type"] == "tempo"]
     assert len(tempo_panels) == 1
     (target,) = tempo_panels[0]["targets"]
     assert target["queryType"] == "traceql"
@@ -519,21 +522,33 @@ def test_json_is_a_valid_sdk_dashboard() -> None:
 
 
 def test_stat_thresholds_match_the_alerts() -> None:
-    """The stat colours turn at the alerts' default thresholds (``dashboards/alerts.py``)."""
-    from dashboards.alerts import Config
-
-    config = Config()
-    assert config.silent_warning_ratio == d.SILENT_WARNING
-    assert config.silent_critical_ratio == d.SILENT_CRITICAL
-    assert config.dead_ratio == d.DEAD_WARNING
-    assert config.unanswered_turns_threshold == 0  # "Orange from 1": any unanswered turn
+    """The stat colours turn at the shipped alerts' thresholds (``config.DEFAULTS``)."""
     steps = {
         panel["title"]: [
-            s["value"] for s in panel["fieldConfig"]["defaults"]["thresholds"]["steps"]
+            (s["value"], s["color"])
+            for s in panel["fieldConfig"]["defaults"]["thresholds"]["steps"]
         ]
         for _, panel in all_panels()
         if panel["type"] == "stat"
     }
-    assert steps["Silent session share"] == [None, d.SILENT_WARNING, d.SILENT_CRITICAL]
-    assert steps["Dead turn share"] == [None, d.DEAD_WARNING]
-    assert steps["Unanswered turns now"] == [None, 1.0]
+    assert steps["Silent session share"] == [
+        (None, "green"),
+        (DEFAULTS.silent_warning_ratio, "orange"),
+        (DEFAULTS.silent_critical_ratio, "red"),
+    ]
+    assert steps["Dead turn share"] == [(None, "green"), (DEFAULTS.dead_ratio, "orange")]
+    # the alert fires above the threshold: the first count above it is orange
+    assert steps["Unanswered turns now"] == [
+        (None, "green"),
+        (DEFAULTS.unanswered_turns_threshold + 1, "orange"),
+    ]
+    descriptions = {panel["title"]: panel["description"] for _, panel in all_panels()}
+    assert "Orange from 10%, red from 30%" in descriptions["Silent session share"]
+    assert "Orange from 20%" in descriptions["Dead turn share"]
+    assert "Orange from 1: LiveKitAgentsUnansweredTurns" in descriptions["Unanswered turns now"]
+
+
+def test_alerts_firing_panel_selects_every_alert() -> None:
+    assert all(name.startswith(ALERT_PREFIX) for name in ALERTS)
+    (expr,) = [e for t, e in queries(DASHBOARDS["overview.json"]) if t == "Alerts firing"]
+    assert f'alertname=~"{ALERT_PREFIX}.*"' in expr

@@ -1,0 +1,160 @@
+"""The one configuration of the monitoring mixin, shared by the alert rules and the dashboards.
+
+:class:`Config` holds every threshold, window and ``for`` duration of the rules, and the job
+selector; the rule file is generated from one (``alerts.build_rules``), and the dashboards colour
+their stat panels at the thresholds of :data:`DEFAULTS`, so a panel turns orange or red exactly
+where the shipped alert fires. The names the rules, the dashboards and the runbook agree on (alert
+names and severities, the runbook's address, the dashboards' uids, titles and tags) live here too.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, fields
+from typing import Final
+
+# --- alerts ----------------------------------------------------------------------------------
+
+#: what every alert name starts with (the Overview's "Alerts firing" panel selects on it)
+ALERT_PREFIX: Final = "LiveKitAgents"
+CREDITS_EXHAUSTED: Final = "LiveKitAgentsCreditsExhausted"
+TERMINAL_ERRORS: Final = "LiveKitAgentsTerminalErrors"
+SILENT_SESSIONS: Final = "LiveKitAgentsSilentSessions"
+UNANSWERED_TURNS: Final = "LiveKitAgentsUnansweredTurns"
+DEAD_TURNS: Final = "LiveKitAgentsDeadTurns"
+RATE_LIMITED: Final = "LiveKitAgentsRateLimited"
+MASKED_RETRY_FAILURES: Final = "LiveKitAgentsMaskedRetryFailures"
+METRICS_ABSENT: Final = "LiveKitAgentsMetricsAbsent"
+#: every alert and its severities
+ALERTS: Final[dict[str, tuple[str, ...]]] = {
+    CREDITS_EXHAUSTED: ("critical",),
+    TERMINAL_ERRORS: ("critical",),
+    SILENT_SESSIONS: ("warning", "critical"),
+    UNANSWERED_TURNS: ("warning",),
+    DEAD_TURNS: ("warning",),
+    RATE_LIMITED: ("warning",),
+    MASKED_RETRY_FAILURES: ("warning",),
+    METRICS_ABSENT: ("warning",),
+}
+#: where the runbook lives; each alert links to its section (``#<alertname in lower case>``)
+RUNBOOK_URL: Final = "https://github.com/otel-agents/otel-agents/blob/main/dashboards/runbook.md"
+
+# --- dashboards ------------------------------------------------------------------------------
+
+#: every dashboard carries both; the header's dashboard links follow the first
+TAGS: Final = ("livekit-agents", "otel-agents")
+OVERVIEW_UID: Final = "livekit-agents-overview"
+OVERVIEW_TITLE: Final = "LiveKit Agents / Overview"
+ERRORS_UID: Final = "livekit-agents-errors"
+ERRORS_TITLE: Final = "LiveKit Agents / Errors and quota"
+
+# --- the thresholds --------------------------------------------------------------------------
+
+_DURATION: Final = re.compile(r"^(?:(\d+)w)?(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?$")
+_UNITS: Final = (("w", 604800), ("d", 86400), ("h", 3600), ("m", 60), ("s", 1))
+
+
+@dataclass(frozen=True)
+class Config:
+    """Every threshold, window and ``for`` duration of the rules, and the job selector.
+
+    Durations are Prometheus durations (``30s``, ``5m``, ``1h30m``); ``for`` may be ``0s``.
+    """
+
+    #: label matchers selecting the scrape job of the workers (or sidecars): "which deployment"
+    selector: str = 'job="livekit-agents"'
+    #: how far back a counter series must have been absent to count as born (``rules.new_in``)
+    birth_lookback: str = "1h"
+
+    #: LiveKitAgentsCreditsExhausted: any terminal quota error in this window
+    credits_window: str = "5m"
+    credits_for: str = "0s"
+    #: LiveKitAgentsTerminalErrors: any other terminal error in this window
+    terminal_window: str = "5m"
+    terminal_for: str = "0s"
+
+    #: LiveKitAgentsSilentSessions: silent / closed sessions over the window
+    silent_window: str = "15m"
+    #: fewer sessions closed than this in the window page nobody
+    silent_min_sessions: int = 10
+    silent_warning_ratio: float = 0.10
+    silent_warning_for: str = "10m"
+    silent_critical_ratio: float = 0.30
+    silent_critical_for: str = "5m"
+
+    #: LiveKitAgentsUnansweredTurns: more user turns than this waiting unanswered, this long
+    unanswered_turns_threshold: int = 0
+    unanswered_for: str = "1m"
+
+    #: LiveKitAgentsDeadTurns: dead / user turns over the window
+    dead_window: str = "15m"
+    #: fewer user turns than this in the window page nobody
+    dead_min_turns: int = 20
+    dead_ratio: float = 0.20
+    dead_for: str = "10m"
+
+    #: LiveKitAgentsRateLimited: transient quota errors in every window, for this long
+    rate_limited_window: str = "5m"
+    rate_limited_for: str = "10m"
+
+    #: LiveKitAgentsMaskedRetryFailures: any masked failure in this window
+    masked_window: str = "15m"
+    masked_for: str = "0s"
+
+    #: LiveKitAgentsMetricsAbsent
+    absent_for: str = "10m"
+
+    def __post_init__(self) -> None:
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if f.name.endswith(("_window", "_lookback")):
+                if seconds(value, f.name) <= 0:
+                    raise ValueError(f"Config.{f.name}={value!r}: expected a positive duration")
+            elif f.name.endswith("_for"):
+                seconds(value, f.name)
+            elif f.name.endswith("_ratio"):
+                if not (isinstance(value, int | float) and 0 < value < 1):
+                    raise ValueError(f"Config.{f.name}={value!r}: expected a ratio in (0, 1)")
+            elif f.name.endswith(("_min_sessions", "_min_turns", "_threshold")):
+                least = 0 if f.name.endswith("_threshold") else 1
+                if not (isinstance(value, int) and not isinstance(value, bool) and value >= least):
+                    raise ValueError(f"Config.{f.name}={value!r}: expected an integer >= {least}")
+        if not (isinstance(self.selector, str) and self.selector.strip()):
+            raise ValueError(
+                f"Config.selector={self.selector!r}: expected label matchers, "
+                'e.g. job="livekit-agents"'
+            )
+        if self.silent_critical_ratio <= self.silent_warning_ratio:
+            raise ValueError(
+                f"Config.silent_critical_ratio={self.silent_critical_ratio!r}: expected more "
+                f"than silent_warning_ratio={self.silent_warning_ratio!r}"
+            )
+
+
+def seconds(duration: object, name: str = "duration") -> int:
+    """A Prometheus duration (``1h30m``, ``0s``) in seconds."""
+    match = _DURATION.match(duration) if isinstance(duration, str) and duration else None
+    if match is None:
+        raise ValueError(
+            f"Config.{name}={duration!r}: expected a Prometheus duration such as 30s, 5m or 1h"
+        )
+    return sum(int(g) * unit for g, (_, unit) in zip(match.groups(), _UNITS, strict=True) if g)
+
+
+def duration(secs: int) -> str:
+    """``secs`` as a Prometheus duration: 600 -> ``10m``, 5400 -> ``1h30m``."""
+    out = ""
+    for suffix, unit in _UNITS:
+        if secs >= unit:
+            out += f"{secs // unit}{suffix}"
+            secs %= unit
+    return out or "0s"
+
+
+def percent(ratio: float) -> str:
+    """``0.1`` -> ``10%``: a threshold as the alerts' descriptions and the panels' say it."""
+    return f"{ratio * 100:g}%"
+
+
+#: the shipped rules' configuration, and the thresholds the dashboards colour at
+DEFAULTS: Final = Config()

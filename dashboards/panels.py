@@ -1,0 +1,325 @@
+"""The panel library of the dashboards: PromQL helpers, panel builders and the dashboard frame.
+
+Conventions every dashboard follows: stable uids; a ``datasource`` variable (Prometheus) used by
+every panel and target, never a hard-coded datasource uid; ``job`` and ``instance`` variables
+filtering every query; counters only inside ``rate()``/``increase()`` over ``$__rate_interval``
+(``$__range`` for the totals of the stat and table panels); every panel with a title, a
+description and a unit.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Final
+
+from grafana_foundation_sdk.builders import common as common_builders
+from grafana_foundation_sdk.builders import dashboard as db
+from grafana_foundation_sdk.builders import prometheus, stat, table, timeseries
+from grafana_foundation_sdk.models import common as cm
+from grafana_foundation_sdk.models import dashboard as dm
+from grafana_foundation_sdk.models.prometheus import PromQueryFormat
+
+from otel_agents import names as n
+
+from .config import TAGS
+
+PROMETHEUS: Final = dm.DataSourceRef(type_val="prometheus", uid="${datasource}")
+TEMPO: Final = dm.DataSourceRef(type_val="tempo", uid="${tempo}")
+
+#: the matchers every otel-agents selector carries
+SCOPE: Final = 'job=~"$job", instance=~"$instance"'
+RATE: Final = "$__rate_interval"
+RANGE: Final = "$__range"
+
+#: Titles of the panels whose queries may legitimately return no series at all: failures of
+#: otel-agents itself, never-retrieved task exceptions, terminal errors other than quota, and
+#: firing alerts, none of which a healthy system produces. "May", not "must": the demo's
+#: ``bad-key`` scenario does produce a terminal auth error, and its faults can fire alerts. Each
+#: panel says so in its description. Every other panel returns data against the demo.
+EMPTY_WHEN_HEALTHY: Final = frozenset(
+    {
+        "Alerts firing",
+        "Terminal errors other than quota",
+        "Unhandled task errors by root cause",
+        "otel-agents internal errors",
+    }
+)
+EMPTY_NOTE: Final = " Empty when healthy: no series at all means none happened in the time range."
+
+#: threshold steps of a panel: ``(from value, colour)``, the first from ``None``
+Steps = Sequence[tuple[float | None, str]]
+GREEN_ONLY: Final = ((None, "green"),)
+RED_FROM_ONE: Final = ((None, "green"), (1.0, "red"))
+ORANGE_FROM_ONE: Final = ((None, "green"), (1.0, "orange"))
+
+
+# --- PromQL -------------------------------------------------------------------------------------
+
+
+def sel(metric: str, *matchers: str) -> str:
+    """``metric{job=~"$job", instance=~"$instance", matchers...}``."""
+    return f"{metric}{{{', '.join((SCOPE, *matchers))}}}"
+
+
+def _sum(labels: Sequence[str]) -> str:
+    return f"sum by ({', '.join(labels)}) " if labels else "sum"
+
+
+def rate(metric: str, *matchers: str, by: Sequence[str] = ()) -> str:
+    """``sum by (labels) (rate(metric{...}[$__rate_interval]))``: events per second."""
+    return f"{_sum(by)}(rate({sel(metric, *matchers)}[{RATE}]))"
+
+
+def total(metric: str, *matchers: str, by: Sequence[str] = ()) -> str:
+    """``sum by (labels) (increase(metric{...}[$__range]))``: events in the time range."""
+    return f"{_sum(by)}(increase({sel(metric, *matchers)}[{RANGE}]))"
+
+
+def quantile(q: float, histogram: str) -> str:
+    bucket = sel(f"{histogram}_bucket")
+    return f"histogram_quantile({q}, sum by (le) (rate({bucket}[{RATE}])))"
+
+
+def legend(*labels: str, prefix: str = "") -> str:
+    return (prefix + " ".join(f"{{{{{label}}}}}" for label in labels)).strip()
+
+
+@dataclass(frozen=True)
+class Q:
+    """One Prometheus target."""
+
+    expr: str
+    legend: str
+    instant: bool = False
+    table: bool = False
+
+    def build(self, ref_id: str) -> prometheus.Dataquery:
+        query = (
+            prometheus.Dataquery()
+            .datasource(PROMETHEUS)
+            .ref_id(ref_id)
+            .expr(self.expr)
+            .legend_format(self.legend)
+        )
+        if self.table:
+            query = query.format(PromQueryFormat.TABLE)
+        return query.instant() if self.instant or self.table else query.range()
+
+
+# --- panels -------------------------------------------------------------------------------------
+
+
+class Ids:
+    """Panel ids, in build order: stable as long as the layout is."""
+
+    def __init__(self) -> None:
+        self.last = 0
+
+    def next(self) -> int:
+        self.last += 1
+        return self.last
+
+
+def _description(title: str, text: str) -> str:
+    return text + (EMPTY_NOTE if title in EMPTY_WHEN_HEALTHY else "")
+
+
+def thresholds(steps: Steps) -> db.ThresholdsConfig:
+    return (
+        db.ThresholdsConfig()
+        .mode(dm.ThresholdsMode.ABSOLUTE)
+        .steps([dm.Threshold(value=value, color=color) for value, color in steps])
+    )
+
+
+def ts(
+    title: str,
+    description: str,
+    unit: str,
+    targets: Sequence[Q],
+    *,
+    links: Sequence[db.DashboardLink] = (),
+    span: int = 12,
+    height: int = 8,
+) -> timeseries.Panel:
+    panel = (
+        timeseries.Panel()
+        .title(title)
+        .description(_description(title, description))
+        .datasource(PROMETHEUS)
+        .unit(unit)
+        .min(0)
+        .span(span)
+        .height(height)
+        .line_width(1)
+        .fill_opacity(10)
+        .show_points(cm.VisibilityMode.NEVER)
+        .legend(
+            common_builders.VizLegendOptions()
+            .display_mode(cm.LegendDisplayMode.LIST)
+            .placement(cm.LegendPlacement.BOTTOM)
+            .show_legend(True)
+        )
+        .tooltip(
+            common_builders.VizTooltipOptions()
+            .mode(cm.TooltipDisplayMode.MULTI)
+            .sort(cm.SortOrder.DESCENDING)
+        )
+        .thresholds(thresholds(GREEN_ONLY))
+    )
+    if unit == "percentunit":
+        panel = panel.max(1)
+    if title in EMPTY_WHEN_HEALTHY:
+        panel = panel.no_value("0")
+    if links:
+        panel = panel.data_links(list(links))
+    return panel.targets([q.build(chr(ord("A") + i)) for i, q in enumerate(targets)])
+
+
+def single_stat(
+    title: str,
+    description: str,
+    unit: str,
+    targets: Sequence[Q],
+    *,
+    steps: Steps = GREEN_ONLY,
+    graph: bool = False,
+    span: int = 6,
+    height: int = 8,
+) -> stat.Panel:
+    return (
+        stat.Panel()
+        .title(title)
+        .description(_description(title, description))
+        .datasource(PROMETHEUS)
+        .unit(unit)
+        .span(span)
+        .height(height)
+        .thresholds(thresholds(steps))
+        .color_mode(cm.BigValueColorMode.VALUE)
+        .graph_mode(cm.BigValueGraphMode.AREA if graph else cm.BigValueGraphMode.NONE)
+        .text_mode(cm.BigValueTextMode.AUTO)
+        .reduce_options(common_builders.ReduceDataOptions().calcs(["lastNotNull"]).values(False))
+        .targets([q.build(chr(ord("A") + i)) for i, q in enumerate(targets)])
+    )
+
+
+def instant_table(
+    title: str,
+    description: str,
+    unit: str,
+    target: Q,
+    *,
+    exclude: Sequence[str],
+    rename: dict[str, str],
+    links: Sequence[db.DashboardLink] = (),
+    span: int = 12,
+    height: int = 8,
+) -> table.Panel:
+    panel = (
+        table.Panel()
+        .title(title)
+        .description(_description(title, description))
+        .datasource(PROMETHEUS)
+        .unit(unit)
+        .span(span)
+        .height(height)
+        .thresholds(thresholds(GREEN_ONLY))
+        .with_transformation(
+            dm.DataTransformerConfig(
+                id_val="organize",
+                options={
+                    "excludeByName": dict.fromkeys(exclude, True),
+                    "renameByName": dict(rename),
+                },
+            )
+        )
+        .targets([target.build("A")])
+    )
+    if title in EMPTY_WHEN_HEALTHY:
+        panel = panel.no_value("none")
+    if links:
+        panel = panel.data_links(list(links))
+    return panel
+
+
+# --- the dashboard frame ------------------------------------------------------------------------
+
+
+def with_rows(builder: db.Dashboard, rows: Sequence[tuple[str, Sequence[Any]]]) -> db.Dashboard:
+    """``builder`` with ``rows`` of ``(title, panels)``, ids given in order from 1."""
+    ids = Ids()
+    for title, panels in rows:
+        builder = builder.with_row(db.Row(title).id(ids.next()))
+        for panel in panels:
+            builder = builder.with_panel(panel.id(ids.next()))
+    return builder
+
+
+def dashboard(
+    uid: str, title: str, description: str, *, tempo_variable: bool = False
+) -> db.Dashboard:
+    """An empty dashboard with everything every otel-agents dashboard has: tags, time range and
+    refresh, the cross-dashboard link, the data source pickers and the job and instance
+    filters."""
+    all_option = dm.VariableOption(selected=True, text="All", value="$__all")
+    variables: list[Any] = [
+        db.DatasourceVariable("datasource")
+        .label("Prometheus")
+        .type("prometheus")
+        .description("The Prometheus that scrapes the otel-agents metrics."),
+    ]
+    if tempo_variable:
+        variables.append(
+            db.DatasourceVariable("tempo")
+            .label("Tempo")
+            .type("tempo")
+            .description("The Tempo that receives otel-agents' traces: the trace links use it.")
+        )
+    for name, query in (
+        ("job", f"label_values({n.SESSIONS_STARTED}, job)"),
+        ("instance", f'label_values({n.SESSIONS_STARTED}{{job=~"$job"}}, instance)'),
+    ):
+        variables.append(
+            db.QueryVariable(name)
+            .label(name)
+            .description(f"Prometheus {name} label of the scraped otel-agents endpoints.")
+            .datasource(PROMETHEUS)
+            .query(query)
+            .refresh(dm.VariableRefresh.ON_TIME_RANGE_CHANGED)
+            .sort(dm.VariableSort.ALPHABETICAL_ASC)
+            .multi(True)
+            .include_all(True)
+            .all_value(".*")
+            .current(all_option)
+        )
+    return (
+        db.Dashboard(title)
+        .uid(uid)
+        .description(description)
+        .tags(list(TAGS))
+        .time("now-1h", "now")
+        .refresh("30s")
+        .timezone("browser")
+        .tooltip(dm.DashboardCursorSync.CROSSHAIR)
+        .annotation(
+            db.AnnotationQuery()
+            .name("Annotations & Alerts")
+            .datasource(dm.DataSourceRef(type_val="grafana", uid="-- Grafana --"))
+            .built_in(1)
+            .enable(True)
+            .hide(True)
+            .icon_color("rgba(0, 211, 255, 1)")
+            .type("dashboard")
+        )
+        .link(
+            db.DashboardLink("LiveKit Agents")
+            .type(dm.DashboardLinkType.DASHBOARDS)
+            .tags([TAGS[0]])
+            .as_dropdown(True)
+            .include_vars(True)
+            .keep_time(True)
+        )
+        .variables(variables)
+    )
