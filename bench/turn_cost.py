@@ -41,7 +41,7 @@ import otel_agents
 from bench import _common as c
 from otel_agents import _runtime
 from otel_agents import names as n
-from otel_agents._capture import instrument
+from otel_agents._capture import instrument, tracker
 from otel_agents._capture import sessions as _session
 from tests.scripted import ScriptedLLM, Step, gateway_status_error, ssl_connection_error
 
@@ -91,7 +91,7 @@ async def run_turn(session: AgentSession, text: str) -> None:
 # --- capture -----------------------------------------------------------------------------------
 
 SESSION_EVENTS = (
-    *_session._EVENTS,
+    *tracker._EVENTS,
     "speech_created",
     "metrics_collected",
     "session_usage_updated",

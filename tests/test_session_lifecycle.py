@@ -45,7 +45,7 @@ from prometheus_client import REGISTRY, CollectorRegistry, multiprocess
 
 import otel_agents
 from otel_agents import names as n
-from otel_agents._capture import instrument
+from otel_agents._capture import instrument, tracker
 from otel_agents._capture import sessions as _session
 
 from conftest import Series, reset_metrics, session_series
@@ -418,7 +418,7 @@ async def test_a_closed_session_span_waits_for_the_job_shutdown_reason(telemetry
 async def test_a_held_span_ends_after_the_grace_period_without_job_shutdown(
     telemetry, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(_session, "JOB_SHUTDOWN_GRACE_S", 0.05)
+    monkeypatch.setattr(tracker, "JOB_SHUTDOWN_GRACE_S", 0.05)
     with fake_job_context():
         session = new_session()
         await start(session)
