@@ -50,11 +50,12 @@ L_REASON: Final = "reason"
 L_AGENT_SPOKE: Final = "agent_spoke"
 L_CAUSE: Final = "cause"
 
-# --- closed label value sets -------------------------------------------------------------------
+# --- closed label value sets: typed, so that a value outside its set is a type error -----------
 OTHER: Final = "other"
 UNKNOWN: Final = "unknown"
-COMPONENTS: Final = ("llm", "stt", "tts", "realtime", "interruption")
-ERROR_CLASSES: Final = (
+Component = Literal["llm", "stt", "tts", "realtime", "interruption"]
+COMPONENTS: Final[tuple[Component, ...]] = get_args(Component)
+ErrorClass = Literal[
     "quota_exhausted",
     "rate_limited",
     "auth",
@@ -65,11 +66,13 @@ ERROR_CLASSES: Final = (
     "cancelled",
     "internal",
     "unknown",
-)
-OUTCOMES: Final = ("ok", "failed")
+]
+ERROR_CLASSES: Final[tuple[ErrorClass, ...]] = get_args(ErrorClass)
+Outcome = Literal["ok", "failed"]
+OUTCOMES: Final[tuple[Outcome, ...]] = get_args(Outcome)
 # Quota types the gateway uses (``quota_type`` in its 429 body).
 QUOTA_TYPES: Final = ("llm", "stt", "tts", "bargein")
-# Gateway quota categories (agent-gateway pkg/quota, as quoted in livekit/agents PR #6012).
+# The LiveKit Inference gateway's quota categories, as its 429 bodies name them.
 QUOTA_CATEGORIES: Final = (
     "MaxGatewayCredits",
     "MaxBargeInRequests",
@@ -79,23 +82,15 @@ QUOTA_CATEGORIES: Final = (
     "MaxConcurrentGatewayTTS",
     "MaxBargeInRPM",
 )
-# livekit's CloseReason values (voice/events.py); anything else is "other"
-CLOSE_REASONS: Final = (
-    "error",
-    "job_shutdown",
-    "participant_disconnected",
-    "user_initiated",
-    "task_completed",
-)
-DEAD_TURN_CAUSES: Final = ("error", "empty")
-TURN_OUTCOMES: Final = (
-    "answered",
-    "preempted",
-    "tool_only",
-    "dead_error",
-    "dead_empty",
-    "abandoned",
-)
+# livekit's CloseReason values; anything else is "other"
+CloseReason = Literal[
+    "error", "job_shutdown", "participant_disconnected", "user_initiated", "task_completed"
+]
+CLOSE_REASONS: Final[tuple[CloseReason, ...]] = get_args(CloseReason)
+DeadTurnCause = Literal["error", "empty"]
+DEAD_TURN_CAUSES: Final[tuple[DeadTurnCause, ...]] = get_args(DeadTurnCause)
+TurnOutcome = Literal["answered", "preempted", "tool_only", "dead_error", "dead_empty", "abandoned"]
+TURN_OUTCOMES: Final[tuple[TurnOutcome, ...]] = get_args(TurnOutcome)
 # Histogram buckets: voice latencies (tens of ms to a minute), session lengths (seconds to hours)
 VOICE_BUCKETS: Final = (
     0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0, 8.0, 13.0, 20.0, 30.0, 60.0,

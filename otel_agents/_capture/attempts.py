@@ -84,7 +84,7 @@ class _Instance:
         "requests",
     )
 
-    def __init__(self, owner: object, component: str) -> None:
+    def __init__(self, owner: object, component: n.Component) -> None:
         self.owner = weakref.ref(owner)
         self.component = component
         self.provider: str | None = None
@@ -268,7 +268,7 @@ def _make_reconnected_handler(inst: _Instance) -> Callable[[Any], None]:
     return one_arg(on_reconnected)
 
 
-def attach(emitter: Any, component: str) -> None:
+def attach(emitter: Any, component: n.Component) -> None:
     """Subscribe the hooks to one provider instance (idempotent)."""
     with _attached_lock:
         if emitter in _attached:
@@ -283,7 +283,7 @@ def attach(emitter: Any, component: str) -> None:
         emitter.on("session_reconnected", _make_reconnected_handler(inst))
 
 
-def wrap_init(original: Callable[..., None], component: str) -> Callable[..., None]:
+def wrap_init(original: Callable[..., None], component: n.Component) -> Callable[..., None]:
     """A provider base class's ``__init__`` that attaches the hooks to the new instance."""
 
     @functools.wraps(original)

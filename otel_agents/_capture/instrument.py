@@ -26,7 +26,7 @@ from .. import names as n
 from . import attempts, sessions, worker
 
 #: (module, class, component): the base classes whose ``__init__`` is wrapped to attach hooks
-TARGETS: Final = (
+TARGETS: Final[tuple[tuple[str, str, n.Component], ...]] = (
     ("livekit.agents.llm", "LLM", "llm"),
     ("livekit.agents.stt", "STT", "stt"),
     ("livekit.agents.tts", "TTS", "tts"),

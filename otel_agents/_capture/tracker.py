@@ -19,6 +19,7 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any, Final
 
+from .. import names as n
 from .._classify import classify, type_name
 from .._export import labels as lbl
 from .._export.recorder import Recorder
@@ -267,7 +268,7 @@ class SessionTracker:
         self.unanswered_total += 1
         self.recorder.unanswered(1)
 
-    def _end_turn(self, outcome: str) -> None:
+    def _end_turn(self, outcome: n.TurnOutcome) -> None:
         """End the oldest open turn with ``outcome``."""
         if not self.turns:
             return

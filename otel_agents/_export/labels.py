@@ -74,8 +74,6 @@ def boolean(value: bool) -> str:
 
 provider = OpenLabel()
 root_cause = OpenLabel()  # shared by root_cause and first_root_cause
-component = ClosedLabel(n.COMPONENTS)
-error_class = ClosedLabel(n.ERROR_CLASSES)
 quota_type = ClosedLabel(n.QUOTA_TYPES)
 quota_category = ClosedLabel(n.QUOTA_CATEGORIES)
 close_reason = ClosedLabel(n.CLOSE_REASONS)

@@ -138,7 +138,7 @@ class Recorder:
         with contextlib.suppress(Exception):
             self.metrics.internal_errors.inc((where,))
 
-    def request_ok(self, component: str, provider: str) -> None:
+    def request_ok(self, component: n.Component, provider: str) -> None:
         self.metrics.requests.inc((component, lbl.provider(provider), "ok"))
 
     # --- failed attempts ----------------------------------------------------------------------
@@ -229,7 +229,7 @@ class Recorder:
         """A user turn started (+1) or stopped (-1) waiting past the silence timeout."""
         self.metrics.unanswered_turns.add(delta)
 
-    def dead_turn(self, cause: str) -> None:
+    def dead_turn(self, cause: n.DeadTurnCause) -> None:
         self.metrics.dead_turns.inc((cause,))
 
     def first_speech(self, seconds: float) -> None:

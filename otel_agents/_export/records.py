@@ -8,13 +8,14 @@ from dataclasses import dataclass
 from typing import Any
 
 from .._classify import Classification
+from ..names import Component
 
 
 @dataclass(slots=True)
 class AttemptRecord:
     """One failed attempt of one provider request (``docs/reference.md``, failed attempts)."""
 
-    component: str
+    component: Component
     #: the provider's own name (``unknown`` when it has none); bounded for metrics only
     provider: str
     attempt: int
