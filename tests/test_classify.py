@@ -17,6 +17,7 @@ import ssl
 import string
 import time
 import warnings
+from collections import Counter
 from collections.abc import Callable, Iterator, Mapping
 from types import SimpleNamespace
 from typing import Any
@@ -88,7 +89,7 @@ def linked(*excs: BaseException) -> BaseException:
 
 
 def gateway_body(category: str | None, *, quota_type: str = "llm") -> dict[str, Any]:
-    """The gateway's 429 body (seed 002: agent-gateway pkg/quota/response.go, as quoted in
+    """The gateway's 429 body (the LiveKit Inference gateway's, as quoted in
     livekit/agents PR #6012): ``error`` is a bare string, the quota fields sit at the top."""
     body: dict[str, Any] = {
         "error": f"LLM token credit quota exceeded, category: {category}, remaining: 0",
@@ -129,7 +130,7 @@ def _reraise(err: openai.APIStatusError) -> None:
 
 
 class APIQuotaExceededError(APIStatusError):
-    """The typed error livekit/agents PR #6012 adds (seed 002), as a test double: quota fields
+    """The typed error livekit/agents PR #6012 adds, as a test double: quota fields
     and ``terminal`` on the error itself, derived from the category unless given."""
 
     def __init__(
@@ -680,7 +681,7 @@ def test_a_chain_of_artefacts_up_to_the_bound() -> None:
     assert (c.error_class, c.root) == ("internal", tail[MAX_CHAIN - 1])
 
 
-# --- quota body locations (DESIGN section 4) ---------------------------------------------------
+# --- quota body locations (docs/livekit.md) ----------------------------------------------------
 
 
 def test_quota_from_the_errors_own_attributes() -> None:
@@ -838,7 +839,7 @@ def test_quota_from_json_inside_the_message_the_tts_path() -> None:
 
 def test_a_websocket_error_payload_names_its_quota_by_quota_type() -> None:
     # a {"type": "error"} websocket message cannot also say type=inference_quota_exceeded; the
-    # STT plugin logs its quota_type/category (livekit-internals 1.7), the TTS one embeds it
+    # STT plugin logs its quota_type/category (docs/livekit.md), the TTS one embeds it
     payload = {"type": "error", "code": 429, "quota_type": "tts", "category": "MaxGatewayCredits"}
     exc = APIError(f"LiveKit Inference TTS returned error: {json.dumps(payload)}")
     assert find_quota([exc]) == Quota("tts", "MaxGatewayCredits", None, None)
@@ -1631,6 +1632,106 @@ def test_a_response_whose_content_or_json_raises() -> None:
     for junk in (Hostile(), "a string", b"bytes", 42):
         err.response = junk  # type: ignore[attr-defined]
         assert_sane(classify(err))
+
+
+_GATEWAY_JSON = json.dumps(gateway_body("MaxGatewayCredits")).encode()
+
+
+@pytest.mark.parametrize(
+    ("content", "found"),
+    [
+        (_GATEWAY_JSON, True),
+        (b"\xef\xbb\xbf" + _GATEWAY_JSON, True),  # a UTF-8 byte order mark
+        (b" \n" + _GATEWAY_JSON, True),
+        (_GATEWAY_JSON + b" \r\n\t", True),
+        (_GATEWAY_JSON + b" x", False),  # what json.loads calls extra data
+        (_GATEWAY_JSON + _GATEWAY_JSON, False),
+        (_GATEWAY_JSON.replace(b"Wait", b"W\xffit"), False),  # not UTF-8
+        (_GATEWAY_JSON.replace(b"Wait", b"W\xed\xa0\x80it"), True),  # a lone surrogate
+        (_GATEWAY_JSON[:-1], False),  # cut short
+        (bytearray(_GATEWAY_JSON), True),
+        # the marker is looked for in the bytes: another encoding does not carry it
+        (json.dumps(gateway_body("MaxGatewayCredits")).encode("utf-16"), False),
+    ],
+)
+def test_a_response_body_is_read_as_json_loads_reads_it(content: bytes, found: bool) -> None:
+    err = APIStatusError("Error code: 429", status_code=429, body="too many")
+    err.response = SimpleNamespace(content=content)  # type: ignore[attr-defined]
+    quota = find_quota([err])
+    assert (quota is not None) is found
+    assert quota is None or quota.category == "MaxGatewayCredits"
+    assert classify(err).quota == quota
+
+
+class CountingResponse:
+    def __init__(self, content: bytes) -> None:
+        self.raw = content
+        self.reads = 0
+
+    @property
+    def content(self) -> bytes:
+        self.reads += 1
+        return self.raw
+
+
+def test_classification_reads_each_exception_once() -> None:
+    """One pass: the status, the terminal flag, the provider signal and the quota search share
+    one reading of each exception of the chain, and a response body is read (and parsed) once."""
+    reads: Counter[str] = Counter()
+
+    def counted(name: str, value: object) -> property:
+        def get(self: object) -> object:
+            reads[name] += 1
+            return value
+
+        return property(get)
+
+    response = CountingResponse(json.dumps(gateway_body("MaxConcurrentGatewayLLMRpm")).encode())
+    inner = openai_status_error(500, {"error": {"message": "upstream", "type": "server_error"}})
+    attrs = {
+        "message": counted("message", "Error code: 429"),
+        "status_code": counted("status_code", 429),
+        "response": counted("response", response),
+        "terminal": counted("terminal", None),
+    }
+    cls = type("CountedStatusError", (APIStatusError,), attrs)
+    exc = cls.__new__(cls)
+    exc.__cause__ = inner
+    c = classify(exc)
+    assert c.quota == Quota(
+        "llm",
+        "MaxConcurrentGatewayLLMRpm",
+        "Wait for the next billing cycle or upgrade your plan.",
+        "0",
+    )
+    assert (c.error_class, c.terminal, c.status_code) == ("rate_limited", False, 429)
+    assert reads == {"message": 1, "status_code": 1, "response": 1, "terminal": 1}
+    assert response.reads == 1
+
+
+def test_a_response_body_seen_before_gives_the_same_quota() -> None:
+    """A small response body already parsed is remembered by its bytes, within a bound: every
+    body still yields its own quota, however many distinct ones come and go."""
+    from otel_agents._classify import quota as quota_locations
+
+    def quota_of(body: dict[str, Any]) -> Quota | None:
+        err = APIStatusError("Error code: 429", status_code=429, body="too many")
+        err.response = SimpleNamespace(content=json.dumps(body).encode())  # type: ignore[attr-defined]
+        return classify(err).quota
+
+    for remaining in [*range(200), *range(200)]:
+        body = gateway_body("MaxConcurrentGatewayLLMRpm") | {"remaining_limit": remaining}
+        assert quota_of(body) == Quota(
+            "llm",
+            "MaxConcurrentGatewayLLMRpm",
+            "Wait for the next billing cycle or upgrade your plan.",
+            str(remaining),
+        )
+        assert len(quota_locations._memo) <= quota_locations._MEMO_MAX_ENTRIES
+    # a body that is not a quota after all is remembered as such
+    not_quota = {"error": {"message": "inference_quota_exceeded", "type": "server_error"}}
+    assert quota_of(not_quota) is None
+    assert quota_of(not_quota) is None
 
 
 ATTRIBUTES = (
