@@ -169,6 +169,15 @@ SIDECAR_LIVE_PROCESSES: Final = "otel_agents_sidecar_live_processes"
 SIDECAR_DB_FILES: Final = "otel_agents_sidecar_db_files"
 SIDECAR_REAPED_PROCESSES: Final = "otel_agents_sidecar_reaped_processes_total"
 SIDECAR_REAP_ERRORS: Final = "otel_agents_sidecar_reap_errors_total"
+# files in the directory a render skipped (unreadable, not a metric file, a symlink...), per render
+SIDECAR_SKIPPED_FILES: Final = "otel_agents_sidecar_skipped_files_total"
+# dead processes' unreadable files and unreadable compacted files renamed to *.corrupt
+SIDECAR_QUARANTINED_FILES: Final = "otel_agents_sidecar_quarantined_files_total"
+# the sidecar's HTTP server: open connections, and connections and requests it refused
+SIDECAR_CONNECTIONS: Final = "otel_agents_sidecar_connections"
+SIDECAR_HEADER_TIMEOUTS: Final = "otel_agents_sidecar_header_timeouts_total"
+SIDECAR_REJECTED_CONNECTIONS: Final = "otel_agents_sidecar_rejected_connections_total"
+SIDECAR_BAD_REQUESTS: Final = "otel_agents_sidecar_bad_requests_total"
 # ``otel_agents_internal_errors_total{where}`` value for a failed liveness registration
 WHERE_LIVENESS: Final[Where] = "liveness"
 # ... and for a failure to clean the error text of a livekit span (_export.span_redaction)

@@ -12,6 +12,7 @@ import json
 import os
 import select
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -30,7 +31,7 @@ from otel_agents import names as n
 from otel_agents._multiproc import liveness
 from otel_agents._multiproc.liveness import LOCK_PREFIX, LOCK_SUFFIX
 from otel_agents._sidecar.dbfile import write_db
-from otel_agents._sidecar.reap import REAPER_LOCK, reap
+from otel_agents._sidecar.reap import CORRUPT_SUFFIX, REAPER_LOCK, reap
 
 TIMEOUT_S = 60
 
@@ -371,6 +372,76 @@ def test_hostile_content_does_not_crash_reap(directory: Path) -> None:
     assert reap(str(directory)).dead_pids == ()
 
 
+def test_nothing_in_the_directory_is_followed_or_trusted(directory: Path, tmp_path: Path) -> None:
+    """Symbolic links, FIFOs and directories where the reaper expects its lock, a liveness lock
+    or a dead process's file are moved aside (never followed, never blocked on); the reaper's
+    own leftovers are removed; whatever it touches outside the directory stays as it was."""
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    victim = outside / "victim"
+    victim.write_bytes(b"untouched")
+    os.mkfifo(directory / REAPER_LOCK)  # opening it for writing would block without O_NONBLOCK
+    os.symlink(victim, directory / f"{LOCK_PREFIX}4000001{LOCK_SUFFIX}")  # a "lock" outside
+    (directory / f"{LOCK_PREFIX}4000002{LOCK_SUFFIX}").mkdir()
+    (directory / f"{LOCK_PREFIX}4000003{LOCK_SUFFIX}").write_text("")  # dead, with odd files:
+    os.mkfifo(directory / "counter_4000003.db")
+    os.symlink(victim, directory / "gauge_all_4000003.db")
+    os.symlink(victim, directory / "gauge_livesum_4000003.db")  # deleted: the link, not victim
+    sock = socket.socket(socket.AF_UNIX)
+    sock.bind(str(directory / "histogram_4000003.db"))
+    sock.close()
+    leftover = directory / ".counter_compacted.db.0123abcd.tmp"  # a reaper killed mid-write
+    leftover.write_bytes(b"x")
+    os.symlink(victim, directory / ".otel_agents_alive_4000004.ab12.tmp")
+
+    report = reap(str(directory))
+
+    assert report.dead_pids == (4000003,)
+    assert report.errors == 0
+    assert report.files_quarantined == 6  # reaper lock, 2 locks, 3 of 4000003's files
+    names = {p.name for p in directory.iterdir()}
+    assert {
+        REAPER_LOCK + CORRUPT_SUFFIX,
+        f"{LOCK_PREFIX}4000001{LOCK_SUFFIX}{CORRUPT_SUFFIX}",
+        f"{LOCK_PREFIX}4000002{LOCK_SUFFIX}{CORRUPT_SUFFIX}",
+        "counter_4000003.db.corrupt",
+        "gauge_all_4000003.db.corrupt",
+        "histogram_4000003.db.corrupt",
+    } <= names
+    assert (directory / REAPER_LOCK).is_file()  # made again, a regular file
+    assert "gauge_livesum_4000003.db" not in names
+    assert leftover.name not in names
+    assert ".otel_agents_alive_4000004.ab12.tmp" not in names
+    assert victim.read_bytes() == b"untouched"
+    assert [p.name for p in outside.iterdir()] == ["victim"]
+    assert reap(str(directory)).errors == 0
+
+
+def test_a_compacted_file_that_does_not_parse_is_moved_aside_not_merged_into(
+    directory: Path,
+) -> None:
+    (directory / "counter_compacted.db").write_bytes(b"\xff" * 64)
+    write_db(str(directory / "counter_4000001.db"), [(_key("counter", "x"), 2.0, 0.0)])
+    (directory / f"{LOCK_PREFIX}4000001{LOCK_SUFFIX}").write_text("")
+    before = scrape_without(directory, "counter_compacted.db")
+
+    report = reap(str(directory))
+
+    assert report.dead_pids == (4000001,)
+    assert report.files_quarantined == 1
+    assert (directory / "counter_compacted.db.corrupt").read_bytes() == b"\xff" * 64
+    assert scrape(directory) == before
+    assert reap(str(directory), suspects=["counter_compacted.db"]).files_quarantined == 0
+
+
+def scrape_without(directory: Path, name: str) -> Scrape:
+    with tempfile.TemporaryDirectory() as tmp:
+        for p in directory.glob("*.db"):
+            if p.name != name:
+                (Path(tmp) / p.name).write_bytes(p.read_bytes())
+        return scrape(Path(tmp))
+
+
 def test_a_missing_directory_raises(tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError):
         reap(str(tmp_path / "missing"))
@@ -499,6 +570,58 @@ def test_compaction_keeps_what_the_collector_renders(
         assert scrape(d) == before
         reap(str(d))  # and again, into existing compacted files
         assert scrape(d) == before
+
+
+ALL_KINDS = (*MODES, "gauge_mostrecent", "gauge_livesum", "gauge_all", "gauge_livemax")
+
+
+def families(metrics: object) -> dict[str, tuple[str, str, list[tuple[str, str, float]]]]:
+    """Families by name: type, help, and samples in a comparable order."""
+    return {
+        m.name: (
+            m.type,
+            m.documentation,
+            sorted((s.name, json.dumps(s.labels, sort_keys=True), s.value) for s in m.samples),
+        )
+        for m in metrics  # type: ignore[attr-defined]
+    }
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    data=st.lists(
+        st.tuples(
+            st.sampled_from(ALL_KINDS),
+            st.lists(st.tuples(st.sampled_from("xyz"), values), max_size=3),
+        ),
+        min_size=1,
+        max_size=8,
+    )
+)
+def test_the_sidecar_merges_files_as_the_collector_does(
+    data: list[tuple[str, list[tuple[str, float]]]],
+) -> None:
+    """The sidecar reads and merges each file itself (to skip a bad one, not fail them all):
+    what it renders is what prometheus_client's MultiProcessCollector renders."""
+    from otel_agents._sidecar.render import collect
+
+    with tempfile.TemporaryDirectory() as tmp:
+        d = Path(tmp)
+        for pid, (prefix, entries) in enumerate(data, start=100):
+            # distinct timestamps: "mostrecent" does not depend on the order files are read
+            write_db(
+                str(d / f"{prefix}_{pid}.db"),
+                [(_key(prefix, label), v, float(pid)) for label, v in entries],
+            )
+        files = sorted(str(p) for p in d.glob("*.db"))
+        theirs = MultiProcessCollector.merge(files, accumulate=True)  # type: ignore[no-untyped-call]
+        fd = os.open(tmp, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            ours, skipped = collect(fd)
+        finally:
+            os.close(fd)
+        assert skipped == []
+        assert families(ours) == families(theirs)
 
 
 def test_a_failed_registration_is_contained_and_counted(

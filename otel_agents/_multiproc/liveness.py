@@ -26,6 +26,7 @@ import contextlib
 import fcntl
 import logging
 import os
+import re
 import secrets
 import threading
 from dataclasses import dataclass
@@ -55,11 +56,16 @@ def multiproc_dir() -> str | None:
     )
 
 
+#: a pid as ``os.getpid()`` writes it: ASCII digits, no sign, no leading zero (``str.isdigit``
+#: also accepts "²" and "١٢٣", which ``int`` then refuses or reads as another number)
+_PID = re.compile(r"[1-9][0-9]{0,9}")
+
+
 def lock_file_pid(name: str) -> str | None:
     """``otel_agents_alive_123.lock`` -> ``"123"``; ``None`` for any other file name."""
     if name.startswith(LOCK_PREFIX) and name.endswith(LOCK_SUFFIX):
         pid = name[len(LOCK_PREFIX) : -len(LOCK_SUFFIX)]
-        if pid.isdigit():
+        if _PID.fullmatch(pid):
             return pid
     return None
 

@@ -7,29 +7,50 @@ the directory, plus a few self-metrics (``otel_agents_sidecar_*``).
 
 Secrets for the optional bearer-token and basic auth on ``/metrics`` come from files or the
 environment, never the command line. A bad setting prints one line,
-``otel-agents sidecar: <what>: <value>: <why>``, and exits with status 2.
+``otel-agents sidecar: <what>: <value>: <why>``, and exits with status 2. Bound to an address
+other hosts can reach without auth, it serves all the same and says so on stderr.
+
+It raises its own soft limit of open files to the hard limit (the connection cap is sized from
+it), and its event loop's own errors (a failed ``accept()``...) cost one line a minute each,
+without a traceback.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import errno
+import logging
 import os
+import resource
 import signal
 import sys
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Final
+from typing import Any, Final
 
-from .._config import parse_port
+from .. import names as n
+from .._config import parse_port, parse_seconds
 from .._multiproc import liveness
 from .render import directory_problem, why
-from .server import PROG, start_metrics_server
+from .server import (
+    DEFAULT_HEADER_TIMEOUT_S,
+    DEFAULT_KEEPALIVE_TIMEOUT_S,
+    DEFAULT_MAX_CONNECTIONS,
+    PROG,
+    MetricsServer,
+    start_metrics_server,
+)
 
 DEFAULT_HOST: Final = "127.0.0.1"
 DEFAULT_PORT: Final = 9464
 ENV_BEARER_TOKEN: Final = "OTEL_AGENTS_SIDECAR_BEARER_TOKEN"
 ENV_BASIC_AUTH: Final = "OTEL_AGENTS_SIDECAR_BASIC_AUTH"
+#: the soft limit of open files the sidecar raises itself to, when the hard limit is unlimited
+FD_LIMIT: Final = 65536
+LOOP_ERROR_LOG_INTERVAL_S: Final = 60.0
 
 
 class CliError(Exception):
@@ -46,6 +67,9 @@ class _Config:
     port: int
     bearer_token: str | None
     basic_auth: tuple[str, str] | None
+    max_connections: int = DEFAULT_MAX_CONNECTIONS
+    header_timeout: float = DEFAULT_HEADER_TIMEOUT_S
+    keepalive_timeout: float = DEFAULT_KEEPALIVE_TIMEOUT_S
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -71,6 +95,27 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--basic-auth-file",
         metavar="PATH",
         help=f"file holding user:password; require basic auth on /metrics (else ${ENV_BASIC_AUTH})",
+    )
+    parser.add_argument(
+        "--max-connections",
+        metavar="N",
+        default=str(DEFAULT_MAX_CONNECTIONS),
+        help=f"open connections at most (default: {DEFAULT_MAX_CONNECTIONS}, fewer when the "
+        "limit of open files is low)",
+    )
+    parser.add_argument(
+        "--header-timeout",
+        metavar="SECONDS",
+        default=str(DEFAULT_HEADER_TIMEOUT_S),
+        help="time for a request's line and headers to arrive "
+        f"(default: {DEFAULT_HEADER_TIMEOUT_S:g})",
+    )
+    parser.add_argument(
+        "--keepalive-timeout",
+        metavar="SECONDS",
+        default=str(DEFAULT_KEEPALIVE_TIMEOUT_S),
+        help="how long an idle connection is kept for its next request "
+        f"(default: {DEFAULT_KEEPALIVE_TIMEOUT_S:g})",
     )
 
 
@@ -111,7 +156,35 @@ def _resolve(args: argparse.Namespace) -> _Config:
             where = getattr(args, "basic_auth_file", None) or f"${ENV_BASIC_AUTH}"
             raise CliError("basic auth", where, "expected user:password")
         basic_auth = (user, password)
-    return _Config(directory, str(getattr(args, "host", DEFAULT_HOST)), port, bearer, basic_auth)
+    raw = str(getattr(args, "max_connections", DEFAULT_MAX_CONNECTIONS))
+    try:
+        max_connections = int(raw.strip())
+    except ValueError:
+        max_connections = 0
+    if not 1 <= max_connections <= 100_000:
+        raise CliError("--max-connections", raw, "expected an integer from 1 to 100000")
+    return _Config(
+        directory,
+        str(getattr(args, "host", DEFAULT_HOST)),
+        port,
+        bearer,
+        basic_auth,
+        max_connections,
+        _seconds(args, "header_timeout", DEFAULT_HEADER_TIMEOUT_S),
+        _seconds(args, "keepalive_timeout", DEFAULT_KEEPALIVE_TIMEOUT_S),
+    )
+
+
+def _seconds(args: argparse.Namespace, name: str, default: float) -> float:
+    raw = str(getattr(args, name, default))
+    option = "--" + name.replace("_", "-")
+    try:
+        seconds = parse_seconds(option, raw)
+    except ValueError:
+        seconds = 0.0
+    if not 0 < seconds <= 3600:
+        raise CliError(option, raw, "expected a number of seconds above 0, at most 3600")
+    return seconds
 
 
 def _secret(option: str, path: str | None, env: str) -> str | None:
@@ -135,6 +208,9 @@ def _secret(option: str, path: str | None, env: str) -> str | None:
 
 
 async def _serve(config: _Config) -> int:
+    _raise_fd_limit()
+    loop = asyncio.get_running_loop()
+    loop.set_exception_handler(_loop_error_handler())
     try:
         server = await start_metrics_server(
             host=config.host,
@@ -142,6 +218,9 @@ async def _serve(config: _Config) -> int:
             directory=config.directory,
             bearer_token=config.bearer_token,
             basic_auth=config.basic_auth,
+            max_connections=config.max_connections,
+            header_timeout=config.header_timeout,
+            keepalive_timeout=config.keepalive_timeout,
         )
     except OSError as exc:
         if exc.errno == errno.EADDRINUSE:
@@ -149,13 +228,65 @@ async def _serve(config: _Config) -> int:
         known = os.strerror(exc.errno) if isinstance(exc.errno, int) and exc.errno > 0 else None
         raise CliError("--host", config.host, (known or why(exc)).lower()) from None
     stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
     auth = " with auth" if config.bearer_token or config.basic_auth else ""
     print(f"{PROG}: serving {server.url}{auth} for {config.directory}", flush=True)
+    if (warning := exposure_warning(server)) is not None:
+        print(warning, file=sys.stderr, flush=True)
+    # the package's logger has only a NullHandler: the sidecar's warnings (and the reaper's)
+    # would go nowhere
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    handler.setLevel(logging.WARNING)
+    package_logger = logging.getLogger(n.LOGGER_NAME)
+    package_logger.addHandler(handler)
     try:
         await stop.wait()
     finally:
+        package_logger.removeHandler(handler)
         await server.aclose()
     return 0
+
+
+def exposure_warning(server: MetricsServer) -> str | None:
+    """The warning for a server other hosts can reach without auth, or ``None``."""
+    exposed = server.exposed()
+    if server.authenticated or not exposed:
+        return None
+    return (
+        f"{PROG}: warning: serving on {', '.join(exposed)}, reachable beyond this host, "
+        "without auth: anyone who can reach the port reads every metric; "
+        "set --bearer-token-file or --basic-auth-file, or bind 127.0.0.1"
+    )
+
+
+def _raise_fd_limit() -> None:
+    """The soft limit of open files up to the hard one: connections are capped from it."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = hard if hard != resource.RLIM_INFINITY else max(soft, FD_LIMIT)
+    if soft != resource.RLIM_INFINITY and soft < target:
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+
+
+def _loop_error_handler() -> Callable[[asyncio.AbstractEventLoop, dict[str, Any]], None]:
+    """asyncio's errors (a failed ``accept()`` is logged once per attempt, with a traceback):
+    one line per kind of error a minute at most, with the exception's type and no traceback."""
+    logged: dict[str, float] = {}
+
+    def handle(_loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+        message = " ".join(str(context.get("message") or "error").split())[:200]
+        now = time.monotonic()
+        if now - logged.get(message, -LOOP_ERROR_LOG_INTERVAL_S) < LOOP_ERROR_LOG_INTERVAL_S:
+            return
+        if len(logged) >= 100:
+            logged.clear()
+        logged[message] = now
+        exc = context.get("exception")
+        kind = f": {type(exc).__name__}" if isinstance(exc, BaseException) else ""
+        if isinstance(exc, OSError) and exc.strerror:
+            kind += f" ({exc.strerror})"
+        print(f"{PROG}: event loop: {message}{kind}", file=sys.stderr, flush=True)
+
+    return handle

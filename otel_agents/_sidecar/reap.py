@@ -11,11 +11,20 @@ Two things go wrong in ``PROMETHEUS_MULTIPROC_DIR`` over a worker's lifetime:
 itself, and files of pids without a lock file are never touched. It deletes a dead pid's
 ``gauge_live*`` files (what ``mark_process_dead`` does) and merges its other files into one
 ``<kind>_compacted.db`` per kind (the rules of :mod:`.dbfile`), which ``MultiProcessCollector``
-reads like any process file. The merged file is written under a temporary name,
-``os.replace``-d into place, and only then are the dead pid's files and its lock file removed.
-A dead pid's file that does not parse is renamed ``*.corrupt`` (out of the collector's ``*.db``
-glob, where it would fail every scrape) rather than merged. Reapers in several processes take
-turns through ``otel_agents_reaper.lock``.
+reads like any process file. The merged file is written under a fresh random name, created
+exclusively, ``os.replace``-d into place and checked to be the file written, and only then are
+the dead pid's files and its lock file removed. Reapers in several processes take turns through
+``otel_agents_reaper.lock``; dead pids are reaped a batch at a time, so the descriptors held
+stay few however many processes died.
+
+**Hostile content.** Every job process can write to the directory, so nothing in it is trusted:
+every name is opened relative to the directory's descriptor without following a symbolic link
+(``O_NOFOLLOW``) and must be a regular file. A dead pid's file that is not a sound metric file
+(garbage, a symbolic link, a directory named ``*.db``, an unknown kind) is renamed
+``<name>.corrupt``, out of every collector's ``*.db`` glob, rather than merged; so is a
+compacted file that does not parse (found while merging into it, or named in ``suspects`` by
+the render that skipped it), which compaction then starts afresh. The reaper's own lock file,
+when it is not a regular file, is moved aside the same way and made again.
 
 **The one race.** A reader in *another* process (livekit's own ``/metrics`` handler) that lists
 the directory just before a reap and reads the files just after it can, for that one scrape,
@@ -34,22 +43,46 @@ import errno
 import fcntl
 import logging
 import os
+import secrets
+import stat
 import threading
 import time
 from collections import defaultdict
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from typing import Final
 
 from .. import names as n
 from .._multiproc import liveness
-from .dbfile import DELETE, KEEP, CorruptFile, merge, parse_db_name, read_db, rule, write_db
+from .dbfile import (
+    DELETE,
+    KEEP,
+    CorruptFile,
+    encode_db,
+    merge,
+    metric_file,
+    parse_db_name,
+    read_db,
+    rule,
+)
 
 logger = logging.getLogger(n.LOGGER_NAME)
 
 REAPER_LOCK: Final = "otel_agents_reaper.lock"
 COMPACTED: Final = "compacted"
+#: what a file moved aside is renamed to: ``<name>.corrupt``
+CORRUPT_SUFFIX: Final = ".corrupt"
 #: a registration temp file older than this, and unlocked, was left by a killed process
 STALE_TMP_S: Final = 60.0
+#: dead pids' lock descriptors held at once
+LOCK_BATCH: Final = 16
+_REPLACE_ATTEMPTS: Final = 3
+_LOCK_FLAGS: Final = os.O_RDWR | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+_CREATE_FLAGS: Final = os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+
+#: test seam: called with (directory fd, temp name) just before a compacted file is moved
+#: into place
+_before_replace: Callable[[int, str], None] | None = None
 
 
 @dataclass(frozen=True)
@@ -60,7 +93,7 @@ class ReapReport:
     live_processes: int = 0  # lock files whose lock is held
     files_merged: int = 0  # dead pids' files folded into compacted files
     files_removed: int = 0  # .db files deleted (merged, and live* gauges)
-    files_quarantined: int = 0  # unreadable dead files renamed to *.corrupt
+    files_quarantined: int = 0  # unsound files renamed to *.corrupt
     errors: int = 0
     db_files: int = 0  # .db files left in the directory
     skipped: bool = False  # another reaper held the directory
@@ -69,81 +102,130 @@ class ReapReport:
 _reap_lock = threading.Lock()  # POSIX locks do not exclude threads of one process
 
 
-def reap(directory: str) -> ReapReport:
+def is_compacted(name: str) -> bool:
+    """Whether ``name`` is one of the reaper's ``<kind>_compacted.db`` files."""
+    return name.endswith(f"_{COMPACTED}.db")
+
+
+def reap(
+    directory: str, *, dir_fd: int | None = None, suspects: Collection[str] = ()
+) -> ReapReport:
     """Compact the files of every dead registered process in ``directory``.
 
-    Raises ``OSError`` only when the directory itself cannot be listed; every per-file
-    problem is contained and counted in ``errors``.
+    ``dir_fd``: the directory, already open; ``suspects``: names of compacted files a render
+    could not read, checked again and moved aside if they still do not parse. Raises
+    ``OSError`` only when the directory itself cannot be opened or listed; every per-file
+    problem is contained and counted.
     """
     with _reap_lock:
+        own = None
+        if dir_fd is None:
+            dir_fd = own = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
         try:
-            guard = os.open(
-                os.path.join(directory, REAPER_LOCK), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o666
-            )
-        except (FileNotFoundError, NotADirectoryError):
-            raise  # the directory itself is gone
-        except OSError:  # a read-only directory: nothing can be reaped, the scrape still works
-            return ReapReport(errors=1, skipped=True)
-        try:
+            reaper = _Reaper(dir_fd)
+            guard = reaper.open_guard()
+            if guard is None:  # a read-only directory: nothing can be reaped, scrapes still work
+                return ReapReport(
+                    errors=reaper.errors, files_quarantined=reaper.quarantined, skipped=True
+                )
             try:
-                fcntl.lockf(guard, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except OSError:  # another sidecar is reaping this directory
-                return ReapReport(skipped=True)
-            return _Reaper(directory).run()
+                try:
+                    fcntl.lockf(guard, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except OSError:  # another sidecar is reaping this directory
+                    return ReapReport(files_quarantined=reaper.quarantined, skipped=True)
+                return reaper.run(suspects)
+            finally:
+                os.close(guard)
         finally:
-            os.close(guard)
+            if own is not None:
+                os.close(own)
+
+
+class _NotALock(Exception):
+    """A lock file name on something that is not a regular file."""
 
 
 class _Reaper:
-    """One pass over the directory, under the reaper lock."""
+    """One pass over the directory, under the reaper lock. Every name is relative to ``dir``."""
 
-    def __init__(self, directory: str) -> None:
-        self.directory = directory
+    def __init__(self, dir_fd: int) -> None:
+        self.dir = dir_fd
         self.errors = 0
         self.merged = 0
         self.removed = 0
         self.quarantined = 0
-        self.created = 0
+        self.db_delta = 0  # .db files made (+) or moved away (-) beyond those removed
 
-    def run(self) -> ReapReport:
+    def open_guard(self) -> int | None:
+        """The reaper lock file, opened (not locked); ``None`` when it cannot be."""
+        for attempt in range(2):
+            try:
+                fd = os.open(REAPER_LOCK, _LOCK_FLAGS | os.O_CREAT, 0o666, dir_fd=self.dir)
+            except OSError as exc:
+                # a read-only directory, permissions... (ELOOP: a symbolic link in its place)
+                if exc.errno not in (errno.ELOOP, errno.EISDIR):
+                    self.errors += 1
+                    return None
+            else:
+                if _is_regular(fd):
+                    return fd
+                os.close(fd)  # a FIFO, a socket...
+            # not a file to lock: move it aside and make the lock file again, once
+            if attempt == 1:  # something else again, already
+                self.errors += 1
+                return None
+            if not self._quarantine(REAPER_LOCK, db=False):
+                return None
+        return None
+
+    def run(self, suspects: Collection[str]) -> ReapReport:
         locks: dict[str, str] = {}
-        files: dict[str, list[tuple[str, str]]] = defaultdict(list)  # pid -> [(prefix, path)]
+        files: dict[str, list[tuple[str, str]]] = defaultdict(list)  # pid -> [(prefix, name)]
         temps: list[str] = []
+        leftovers: list[str] = []
         db_files = 0
-        with os.scandir(self.directory) as it:
+        with os.scandir(self.dir) as it:
             for entry in it:
                 name = entry.name
                 if (lock_pid := liveness.lock_file_pid(name)) is not None:
-                    locks[lock_pid] = entry.path
+                    locks[lock_pid] = name
                 elif name.endswith(".db"):
                     db_files += 1
                     parsed = parse_db_name(name)
-                    if parsed is not None and parsed[1].isdigit():
-                        files[parsed[1]].append((parsed[0], entry.path))
+                    if parsed is not None:
+                        files[parsed[1]].append((parsed[0], name))
                 elif liveness.is_registration_temp(name):
-                    temps.append(entry.path)
+                    temps.append(name)
+                elif _is_compaction_temp(name):
+                    leftovers.append(name)
+        for name in leftovers:  # a reaper killed mid-write: we hold the lock, nobody writes them
+            self._unlink(name, db=False)
+        for name in suspects:
+            if is_compacted(name):
+                self._read_compacted(name)  # moved aside if it still does not parse
 
-        dead: dict[str, int] = {}  # pid -> fd holding its (now our) lock
         live = 0
         own = str(os.getpid())
+        reaped: list[int] = []
+        batch: dict[str, int] = {}  # pid -> fd holding its (now our) lock
         try:
-            for pid, path in locks.items():
+            for pid, name in locks.items():
                 if pid == own:  # our own lock: taking it again would succeed, and closing drop it
                     live += 1
                     continue
-                fd = self._lock_if_dead(path)
+                try:
+                    fd = self._lock_if_dead(name)
+                except _NotALock:
+                    continue
                 if fd is None:
                     live += 1
-                else:
-                    dead[pid] = fd
-            incomplete = self._compact(dead, files)
-            reaped = []
-            for pid, fd in dead.items():
-                if pid not in incomplete:
-                    self._remove_lock(locks[pid], fd)
-                    reaped.append(int(pid))
+                    continue
+                batch[pid] = fd
+                if len(batch) >= LOCK_BATCH:
+                    reaped += self._reap_batch(batch, locks, files)
+            reaped += self._reap_batch(batch, locks, files)
         finally:
-            for fd in dead.values():
+            for fd in batch.values():
                 with contextlib.suppress(OSError):
                     os.close(fd)
         self._clean_temps(temps)
@@ -154,18 +236,49 @@ class _Reaper:
             files_removed=self.removed,
             files_quarantined=self.quarantined,
             errors=self.errors,
-            db_files=db_files - self.removed - self.quarantined + self.created,
+            db_files=db_files - self.removed + self.db_delta,
         )
 
-    def _lock_if_dead(self, path: str) -> int | None:
-        """An fd holding ``path``'s lock when its owner is dead, else ``None``."""
+    def _reap_batch(
+        self, batch: dict[str, int], locks: dict[str, str], files: dict[str, list[tuple[str, str]]]
+    ) -> list[int]:
+        """Compact the files of the dead pids in ``batch``, remove their locks, empty it."""
         try:
-            fd = os.open(path, os.O_RDWR | os.O_CLOEXEC)
+            incomplete = self._compact(batch, files)
+            reaped = []
+            for pid, fd in batch.items():
+                if pid not in incomplete:
+                    self._remove_lock(locks[pid], fd)
+                    reaped.append(int(pid))
+            return reaped
+        finally:
+            for fd in batch.values():
+                with contextlib.suppress(OSError):
+                    os.close(fd)
+            batch.clear()
+
+    def _lock_if_dead(self, name: str) -> int | None:
+        """An fd holding ``name``'s lock when its owner is dead, else ``None``."""
+        try:
+            fd = os.open(name, _LOCK_FLAGS, dir_fd=self.dir)
         except FileNotFoundError:
             return None
-        except OSError:
+        except OSError as exc:
+            if exc.errno in (errno.ELOOP, errno.EISDIR):
+                self._quarantine(name, db=False)
+                raise _NotALock from None
             self.errors += 1
             return None
+        try:
+            st = os.fstat(fd)
+        except OSError:
+            os.close(fd)
+            self.errors += 1
+            return None
+        if not stat.S_ISREG(st.st_mode):
+            os.close(fd)
+            self._quarantine(name, db=False)
+            raise _NotALock
         try:
             fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError as exc:
@@ -173,98 +286,174 @@ class _Reaper:
             if exc.errno not in (errno.EACCES, errno.EAGAIN):
                 self.errors += 1
             return None  # held: alive
-        try:
-            if not liveness.same_file(os.stat(path), os.fstat(fd)):
-                os.close(fd)  # replaced by a new process with the same pid
-                return None
-        except OSError:
-            os.close(fd)
+        if not self._still(name, st):
+            os.close(fd)  # replaced by a new process with the same pid
             return None
         return fd
 
+    def _still(self, name: str, st: os.stat_result) -> bool:
+        """Whether ``name`` is still the file ``st`` describes (not followed if a link)."""
+        try:
+            return liveness.same_file(os.stat(name, dir_fd=self.dir, follow_symlinks=False), st)
+        except OSError:
+            return False
+
     def _compact(self, dead: dict[str, int], files: dict[str, list[tuple[str, str]]]) -> set[str]:
         """Merge or delete the dead pids' files; the pids whose files were not all handled."""
-        groups: dict[str, list[tuple[str, str]]] = defaultdict(list)  # prefix -> [(pid, path)]
+        groups: dict[str, list[tuple[str, str]]] = defaultdict(list)  # prefix -> [(pid, name)]
         incomplete: set[str] = set()
         for pid in dead:
-            for prefix, path in files.get(pid, ()):
+            for prefix, name in files.get(pid, ()):
                 how = rule(prefix)
                 if how == DELETE:
-                    if not self._unlink(path):
-                        incomplete.add(pid)
-                elif how != KEEP:
-                    groups[prefix].append((pid, path))
+                    done = self._unlink(name)
+                elif how == KEEP:  # per pid by design: kept, if sound
+                    done = self._keep_if_sound(name)
+                else:
+                    groups[prefix].append((pid, name))
+                    continue
+                if not done:
+                    incomplete.add(pid)
         for prefix, members in groups.items():
             incomplete |= self._merge_group(prefix, members)
         return incomplete
 
-    def _merge_group(self, prefix: str, members: list[tuple[str, str]]) -> set[str]:
-        how = rule(prefix)
-        target = os.path.join(self.directory, f"{prefix}_{COMPACTED}.db")
-        values: dict[str, tuple[float, float]] = {}
-        existed = os.path.exists(target)
+    def _keep_if_sound(self, name: str) -> bool:
+        """A kept file (``gauge_all``) of a dead pid stays if sound, else it is moved aside."""
         try:
-            if existed:
-                merge(how, values, read_db(target))
-        except (OSError, CorruptFile) as exc:
+            if metric_file(name) is None:
+                raise CorruptFile(f"{name}: not a metric file name")
+            read_db(name, dir_fd=self.dir)
+        except CorruptFile as exc:
+            logger.warning("otel_agents: moved aside %s", exc)
+            return self._quarantine(name)
+        except FileNotFoundError:
+            pass
+        except OSError:
+            self.errors += 1
+            return False
+        return True
+
+    def _read_compacted(self, target: str) -> list[tuple[str, float, float]] | None:
+        """The entries of compacted file ``target`` (``[]`` when absent, or just moved aside
+        for not parsing); ``None`` when it cannot be read now."""
+        try:
+            return read_db(target, dir_fd=self.dir)
+        except FileNotFoundError:
+            return []
+        except CorruptFile as exc:
+            logger.warning("otel_agents: moved aside %s", exc)
+            return [] if self._quarantine(target) else None
+        except OSError as exc:
             logger.warning("otel_agents: cannot read %s: %s", target, exc)
             self.errors += 1
+            return None
+
+    def _merge_group(self, prefix: str, members: list[tuple[str, str]]) -> set[str]:
+        how = rule(prefix)
+        target = f"{prefix}_{COMPACTED}.db"
+        values: dict[str, tuple[float, float]] = {}
+        base = self._read_compacted(target)
+        if base is None:
             return {pid for pid, _ in members}
+        existed = self._exists(target)
+        merge(how, values, base)
         merged: set[str] = set()
-        for _pid, path in members:
+        incomplete: set[str] = set()
+        for pid, name in members:
             try:
-                merge(how, values, read_db(path))
-                merged.add(path)
+                merge(how, values, read_db(name, dir_fd=self.dir))
+                merged.add(name)
             except CorruptFile as exc:
-                logger.warning("otel_agents: quarantined %s", exc)
-                self._quarantine(path)
+                logger.warning("otel_agents: moved aside %s", exc)
+                if not self._quarantine(name):
+                    incomplete.add(pid)
             except FileNotFoundError:
                 pass
             except OSError:
                 self.errors += 1
+                incomplete.add(pid)
         if values or existed:
-            tmp = os.path.join(self.directory, f".{prefix}_{COMPACTED}.tmp")
-            try:
-                write_db(tmp, ((k, v, t) for k, (v, t) in values.items()))
-                os.replace(tmp, target)
-            except Exception as exc:
-                logger.warning("otel_agents: cannot write %s: %r", target, exc)
+            if not self._replace(target, encode_db((k, v, t) for k, (v, t) in values.items())):
                 self.errors += 1
-                with contextlib.suppress(OSError):
-                    os.unlink(tmp)
                 return {pid for pid, _ in members}
-            self.created += not existed
-        incomplete = set()
-        for pid, path in members:
-            if path in merged:
+            self.db_delta += not existed
+        for pid, name in members:
+            if name in merged:
                 self.merged += 1
-                if not self._unlink(path):
+                if not self._unlink(name):
                     incomplete.add(pid)
         return incomplete
 
-    def _unlink(self, path: str) -> bool:
+    def _exists(self, name: str) -> bool:
         try:
-            os.unlink(path)
+            os.stat(name, dir_fd=self.dir, follow_symlinks=False)
+        except OSError:
+            return False
+        return True
+
+    def _replace(self, target: str, data: bytes) -> bool:
+        """Put ``data`` at ``target``: written to a new file created exclusively under a random
+        name, moved into place, then checked to be the file written (a file renamed over the
+        temporary name in between would have been moved instead: write again)."""
+        for _ in range(_REPLACE_ATTEMPTS):
+            tmp = f".{target}.{secrets.token_hex(8)}.tmp"
+            try:
+                fd = os.open(tmp, _CREATE_FLAGS, 0o666, dir_fd=self.dir)
+            except OSError as exc:
+                logger.warning("otel_agents: cannot write %s: %s", target, exc)
+                return False
+            try:
+                view = memoryview(data)
+                while view:
+                    view = view[os.write(fd, view) :]
+                written = os.fstat(fd)
+                if _before_replace is not None:
+                    _before_replace(self.dir, tmp)
+                os.replace(tmp, target, src_dir_fd=self.dir, dst_dir_fd=self.dir)
+                if self._still(target, written):
+                    return True
+                logger.warning("otel_agents: %s was replaced while being written", target)
+            except OSError as exc:
+                logger.warning("otel_agents: cannot write %s: %s", target, exc)
+                with contextlib.suppress(OSError):
+                    os.unlink(tmp, dir_fd=self.dir)
+                return False
+            finally:
+                os.close(fd)
+        return False
+
+    def _unlink(self, name: str, *, db: bool = True) -> bool:
+        try:
+            os.unlink(name, dir_fd=self.dir)
+        except FileNotFoundError:
+            return True
+        except IsADirectoryError:
+            return self._quarantine(name, db=db)
+        except OSError:
+            self.errors += 1
+            return False
+        self.removed += db
+        return True
+
+    def _quarantine(self, name: str, *, db: bool = True) -> bool:
+        """Rename ``name`` (whatever it is; a link is not followed) out of every ``*.db``
+        glob, kept for a look."""
+        try:
+            os.replace(name, name + CORRUPT_SUFFIX, src_dir_fd=self.dir, dst_dir_fd=self.dir)
         except FileNotFoundError:
             return True
         except OSError:
             self.errors += 1
             return False
-        self.removed += 1
+        self.quarantined += 1
+        self.db_delta -= db
         return True
 
-    def _quarantine(self, path: str) -> None:
-        # an unreadable file breaks every scrape: move it out of the collector's glob, keep it
+    def _remove_lock(self, name: str, fd: int) -> None:
         try:
-            os.replace(path, path + ".corrupt")
-            self.quarantined += 1
-        except OSError:
-            self.errors += 1
-
-    def _remove_lock(self, path: str, fd: int) -> None:
-        try:
-            if liveness.same_file(os.stat(path), os.fstat(fd)):
-                os.unlink(path)
+            if self._still(name, os.fstat(fd)):
+                os.unlink(name, dir_fd=self.dir)
         except FileNotFoundError:
             pass
         except OSError:
@@ -273,15 +462,33 @@ class _Reaper:
     def _clean_temps(self, temps: list[str]) -> None:
         """Remove registration temp files of processes killed mid-registration."""
         now = time.time()
-        for path in temps:
+        for name in temps:
             try:
-                if now - os.stat(path).st_mtime < STALE_TMP_S:
+                st = os.stat(name, dir_fd=self.dir, follow_symlinks=False)
+                if not stat.S_ISREG(st.st_mode):
+                    if stat.S_ISLNK(st.st_mode):
+                        os.unlink(name, dir_fd=self.dir)
                     continue
-                fd = os.open(path, os.O_RDWR | os.O_CLOEXEC)
+                if now - st.st_mtime < STALE_TMP_S:
+                    continue
+                fd = os.open(name, _LOCK_FLAGS, dir_fd=self.dir)
                 try:
                     fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                    os.unlink(path)
+                    if self._still(name, os.fstat(fd)):
+                        os.unlink(name, dir_fd=self.dir)
                 finally:
                     os.close(fd)
             except OSError:
                 continue
+
+
+def _is_regular(fd: int) -> bool:
+    try:
+        return stat.S_ISREG(os.fstat(fd).st_mode)
+    except OSError:
+        return False
+
+
+def _is_compaction_temp(name: str) -> bool:
+    """``.counter_compacted.db.<random>.tmp`` (and the older ``.counter_compacted.tmp``)."""
+    return name.startswith(".") and name.endswith(".tmp") and f"_{COMPACTED}." in name

@@ -1,14 +1,29 @@
 """The ``/metrics`` and ``/healthz`` server of the sidecar (and of the demo).
 
 It serves one source: a multiprocess directory (each scrape first reaps the files of dead job
-processes, then renders the directory with prometheus_client's ``MultiProcessCollector``, plus
-a few self-metrics ``otel_agents_sidecar_*``: :mod:`.render`), or an in-process registry.
+processes, then renders the directory, plus a few self-metrics ``otel_agents_sidecar_*``:
+:mod:`.render`), or an in-process registry.
 
 * Rendering runs off the event loop, on one dedicated thread, so reap and render never overlap.
 * Single flight: concurrent scrapes asking for the same format share the render in flight; a
   scrape that arrives after it finished starts a new one (nothing is cached).
 * Prometheus text, or OpenMetrics when ``Accept`` asks; gzip when ``Accept-Encoding`` allows.
-* Optional bearer-token and/or basic auth on ``/metrics``. ``/healthz`` is always open.
+* Optional bearer-token and/or basic auth on ``/metrics``. ``/healthz`` is always open, and
+  says ``ok``, ``degraded: <why>`` (200) or ``unavailable: <why>`` (503), never a path.
+
+Whoever can reach the port is a client, so the server bounds what one can hold:
+
+* **Connections**: at most ``max_connections`` open (fewer when the descriptor limit is low:
+  :func:`connection_limit`). At the cap a new connection displaces the one that has waited
+  longest without a request in progress (a client dripping its headers, an idle keep-alive);
+  when every connection has a request in progress, the new one gets a 503 and is closed.
+* **Time**: a request's head (request line and headers) must arrive within
+  ``header_timeout`` of the connection's opening, or of its first byte on a kept-alive
+  connection; a connection waits at most ``keepalive_timeout`` for its next request.
+* **Size**: a request head of at most :data:`MAX_HEAD_BYTES`; no request body.
+* **Errors**: a malformed, oversized or bodied request gets a bare 4xx and costs a count
+  (``otel_agents_sidecar_bad_requests_total``) and at most one log line a minute, which never
+  quotes the request. Responses to clients carry no path, version or exception text.
 
 The command line around it (``otel-agents sidecar``) is :mod:`.cli`; the demo serves its own
 in-process registry with :func:`start_metrics_server`.
@@ -21,10 +36,14 @@ import base64
 import binascii
 import gzip
 import hmac
+import ipaddress
 import logging
-from collections.abc import Callable
+import resource
+import time
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from typing import Final, Protocol
+from http import HTTPStatus
+from typing import Any, Final, Protocol
 
 from aiohttp import web
 from multidict import CIMultiDict
@@ -35,8 +54,10 @@ from prometheus_client.exposition import (
     generate_latest,
     gzip_accepted,
 )
+from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, Metric
 
-from .render import Encoder, Unavailable
+from .. import names as n
+from .render import Collector, Encoder, Unavailable
 from .render import source as directory_source
 
 logger = logging.getLogger("otel_agents.sidecar")
@@ -44,12 +65,45 @@ logger = logging.getLogger("otel_agents.sidecar")
 #: how the server names itself in its log lines
 PROG: Final = "otel-agents sidecar"
 REALM: Final = 'realm="otel-agents"'
+#: the ``Server`` header of every response (aiohttp's would name its and Python's versions)
+SERVER_HEADER: Final = "otel-agents"
+
+DEFAULT_MAX_CONNECTIONS: Final = 100
+DEFAULT_HEADER_TIMEOUT_S: Final = 5.0
+#: above a 60 s scrape interval, so a scraper's kept-alive connection is still there
+DEFAULT_KEEPALIVE_TIMEOUT_S: Final = 75.0
+#: a request line and headers; Prometheus sends a few hundred bytes
+MAX_HEAD_BYTES: Final = 16 << 10
+#: descriptors kept for everything but connections (the render reads files, holds locks...)
+FD_RESERVE: Final = 64
+BAD_REQUEST_LOG_INTERVAL_S: Final = 60.0
+
+
+def connection_limit(wanted: int) -> int:
+    """``wanted``, lowered so that connections use at most half of the descriptors left
+    beyond :data:`FD_RESERVE`: past the limit, accepting fails and the event loop logs a
+    traceback for every failed accept."""
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY:
+        return wanted
+    return max(1, min(wanted, (soft - FD_RESERVE) // 2))
+
+
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` (an address as a socket reports it) is a loopback address."""
+    try:
+        ip = ipaddress.ip_address(host.partition("%")[0])
+    except ValueError:
+        return False
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        return ip.ipv4_mapped.is_loopback
+    return ip.is_loopback
 
 
 class _Source(Protocol):
-    def problem(self) -> str | None: ...
+    def health(self) -> tuple[bool, str]: ...
 
-    def render(self, encoder: Encoder) -> bytes: ...
+    def render(self, encoder: Encoder, extra: Iterable[Collector] = ()) -> bytes: ...
 
 
 class _RegistrySource:
@@ -58,11 +112,266 @@ class _RegistrySource:
     def __init__(self, registry: CollectorRegistry) -> None:
         self.registry = registry
 
-    def problem(self) -> str | None:
-        return None
+    def health(self) -> tuple[bool, str]:
+        return True, "ok"
 
-    def render(self, encoder: Encoder) -> bytes:
+    def render(self, encoder: Encoder, extra: Iterable[Collector] = ()) -> bytes:
         return encoder(self.registry)
+
+
+# --- connections -------------------------------------------------------------------------------
+
+
+def _raw_response(status: int) -> bytes:
+    """A complete response with no body, for a connection aiohttp never parses."""
+    return (
+        f"HTTP/1.1 {status} {HTTPStatus(status).phrase}\r\nServer: {SERVER_HEADER}\r\n"
+        "Content-Length: 0\r\nConnection: close\r\n\r\n"
+    ).encode()
+
+
+class _Gate:
+    """The connections of one server: the cap, the timeouts, and what they cost."""
+
+    def __init__(self, limit: int, header_timeout: float, keepalive_timeout: float) -> None:
+        self.limit = limit
+        self.header_timeout = header_timeout
+        self.keepalive_timeout = keepalive_timeout
+        self.open: dict[_Connection, None] = {}
+        #: connections without a request in progress, the longest waiting first
+        self.waiting: dict[_Connection, None] = {}
+        self.header_timeouts = 0
+        self.rejected = 0
+        self.bad_requests = 0
+        self._bad_logged_at = -BAD_REQUEST_LOG_INTERVAL_S
+        self._errors_logged_at = -BAD_REQUEST_LOG_INTERVAL_S
+
+    def admit(self, conn: _Connection) -> bool:
+        if len(self.open) >= self.limit:
+            self.rejected += 1
+            victim = next(iter(self.waiting), None)
+            if victim is None:
+                return False  # every connection has a request in progress
+            victim.drop()
+        self.open[conn] = None
+        return True
+
+    def release(self, conn: _Connection) -> None:
+        self.open.pop(conn, None)
+        self.waiting.pop(conn, None)
+
+    def wait(self, conn: _Connection) -> None:
+        if conn in self.open:
+            self.waiting.pop(conn, None)
+            self.waiting[conn] = None
+
+    def busy(self, conn: _Connection) -> None:
+        self.waiting.pop(conn, None)
+
+    def bad_request(self, peer: str, status: int) -> None:
+        """Count a refused request; one log line at most per interval, never its content."""
+        self.bad_requests += 1
+        now = time.monotonic()
+        if now - self._bad_logged_at >= BAD_REQUEST_LOG_INTERVAL_S:
+            self._bad_logged_at = now
+            logger.warning(
+                "%s: refused a malformed request from %s (%d %s); %d so far, counted in %s, "
+                "logged at most once a minute",
+                PROG,
+                peer,
+                status,
+                HTTPStatus(status).phrase,
+                self.bad_requests,
+                n.SIDECAR_BAD_REQUESTS,
+            )
+
+    def error(self, what: str, exc: BaseException | None) -> None:
+        """An unexpected error handling a request: its type only, at most once a minute."""
+        now = time.monotonic()
+        if now - self._errors_logged_at >= BAD_REQUEST_LOG_INTERVAL_S:
+            self._errors_logged_at = now
+            kind = type(exc).__name__ if exc is not None else "unknown"
+            logger.warning("%s: %s: %s (logged at most once a minute)", PROG, what, kind)
+
+    # a collector, for the render
+    def describe(self) -> list[Metric]:
+        return []
+
+    def collect(self) -> Iterator[Metric]:
+        yield GaugeMetricFamily(
+            n.SIDECAR_CONNECTIONS,
+            "HTTP connections open to the sidecar.",
+            value=len(self.open),
+        )
+        yield CounterMetricFamily(
+            n.SIDECAR_HEADER_TIMEOUTS,
+            "Connections the sidecar closed because a request's head did not arrive in time.",
+            value=self.header_timeouts,
+        )
+        yield CounterMetricFamily(
+            n.SIDECAR_REJECTED_CONNECTIONS,
+            "Connections the sidecar closed at its connection cap (a waiting one displaced "
+            "by a new one, or a new one refused).",
+            value=self.rejected,
+        )
+        yield CounterMetricFamily(
+            n.SIDECAR_BAD_REQUESTS,
+            "Requests the sidecar refused as malformed, too large or carrying a body.",
+            value=self.bad_requests,
+        )
+
+
+_PENDING, _BUSY, _IDLE = "pending", "busy", "idle"
+
+
+class _Connection(web.RequestHandler):
+    """aiohttp's connection, under the gate's cap and timeouts.
+
+    ``pending``: waiting for a request's head (within ``header_timeout``); ``busy``: a request
+    in progress; ``idle``: between requests (within ``keepalive_timeout``, then ``pending``
+    again from the next request's first byte).
+    """
+
+    def __init__(self, manager: web.Server, *, gate: _Gate, **kwargs: Any) -> None:
+        super().__init__(manager, **kwargs)
+        self._gate = gate
+        self._refused = False
+        self._closed = False
+        self._state = _PENDING
+        self._head_bytes = 0
+        self._timer: asyncio.TimerHandle | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        if not self._gate.admit(self):
+            self._refused = True
+            assert isinstance(transport, asyncio.Transport)
+            transport.write(_raw_response(503))
+            transport.close()
+            return
+        super().connection_made(transport)
+        self._await_head()
+
+    def connection_lost(self, exc: BaseException | None) -> None:
+        if self._refused:
+            return
+        self._closed = True
+        self._cancel_timer()
+        self._gate.release(self)
+        super().connection_lost(exc)
+
+    def data_received(self, data: bytes) -> None:
+        if self._refused or self._closed:
+            return
+        if self._state == _IDLE:
+            self._await_head()  # the next request's first bytes
+        if self._state == _PENDING:
+            self._head_bytes += len(data)
+            if self._head_bytes > MAX_HEAD_BYTES:
+                self._gate.bad_request(self.peer, 431)
+                transport = self.transport
+                if transport is not None:
+                    transport.write(_raw_response(431))
+                self.force_close()
+                return
+        super().data_received(data)
+
+    @property
+    def peer(self) -> str:
+        transport = self.transport
+        address = transport.get_extra_info("peername") if transport is not None else None
+        return str(address[0]) if isinstance(address, tuple) and address else "unknown"
+
+    # --- states, driven by the request handler -------------------------------------------------
+
+    def busy(self) -> None:
+        self._state = _BUSY
+        self._cancel_timer()
+        self._gate.busy(self)
+
+    def idle(self) -> None:
+        if self._closed:
+            return
+        self._state = _IDLE
+        self._arm(self._gate.keepalive_timeout)
+        self._gate.wait(self)
+
+    def _await_head(self) -> None:
+        self._state = _PENDING
+        self._head_bytes = 0
+        self._arm(self._gate.header_timeout)
+        self._gate.wait(self)
+
+    def _arm(self, delay: float) -> None:
+        self._cancel_timer()
+        self._timer = asyncio.get_running_loop().call_later(delay, self._expire)
+
+    def _cancel_timer(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+    def _expire(self) -> None:
+        self._timer = None
+        if self._state == _PENDING:
+            self._gate.header_timeouts += 1
+        self.drop()
+
+    def drop(self) -> None:
+        """Close now, whatever is buffered (a client that does not read cannot hold it)."""
+        self._gate.release(self)
+        self._cancel_timer()
+        transport = self.transport
+        if transport is not None:
+            transport.abort()
+        self.force_close()
+
+    # --- aiohttp's error paths: no traceback, no request content -------------------------------
+
+    def handle_error(
+        self,
+        request: web.BaseRequest,
+        status: int = 500,
+        exc: BaseException | None = None,
+        message: str | None = None,
+    ) -> web.StreamResponse:
+        if request.writer.output_size > 0:
+            raise ConnectionError("response already started")
+        if status >= 500:
+            self._gate.error("error handling a request", exc)
+        else:
+            self._gate.bad_request(self.peer, status)
+        response = _plain(status, HTTPStatus(status).phrase.lower())
+        response.force_close()
+        return response
+
+    def log_exception(self, *args: Any, **kwargs: Any) -> None:
+        exc = kwargs.get("exc_info")
+        if not isinstance(exc, BaseException):
+            exc = None
+        self._gate.error("error handling a request", exc)
+
+
+class _Server(web.Server):
+    """aiohttp's low-level server, making :class:`_Connection` s."""
+
+    def __init__(self, handler: Any, *, gate: _Gate, **kwargs: Any) -> None:
+        super().__init__(handler, **kwargs)
+        self._gate = gate
+        self._connection_kwargs = kwargs
+
+    def __call__(self) -> web.RequestHandler:
+        return _Connection(
+            self, gate=self._gate, loop=asyncio.get_running_loop(), **self._connection_kwargs
+        )
+
+
+def _plain(status: int, text: str, headers: dict[str, str] | None = None) -> web.Response:
+    return web.Response(
+        status=status, text=text + "\n", headers={"Server": SERVER_HEADER, **(headers or {})}
+    )
+
+
+# --- the server ----------------------------------------------------------------------------------
 
 
 class MetricsServer:
@@ -76,6 +385,9 @@ class MetricsServer:
         port: int,
         bearer_token: str | None,
         basic_auth: tuple[str, str] | None,
+        max_connections: int = DEFAULT_MAX_CONNECTIONS,
+        header_timeout: float = DEFAULT_HEADER_TIMEOUT_S,
+        keepalive_timeout: float = DEFAULT_KEEPALIVE_TIMEOUT_S,
     ) -> None:
         self.host = host
         self.port = port
@@ -83,11 +395,13 @@ class MetricsServer:
         self._source = source
         self._bearer = bearer_token.encode() if bearer_token else None
         self._basic = f"{basic_auth[0]}:{basic_auth[1]}".encode() if basic_auth else None
+        self._gate = _Gate(connection_limit(max_connections), header_timeout, keepalive_timeout)
         # one thread: renders (and the reaps inside them) never overlap
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="otel-agents-render")
         self._inflight: dict[tuple[str, bool], asyncio.Future[bytes]] = {}
-        self._runner: web.AppRunner | None = None
+        self._runner: web.BaseRunner | None = None
         self._last_problem: str | None = None
+        self.addresses: list[str] = []
         # test seams: wraps each render on the render thread; called as a scrape joins a render
         self._render_wrapper: Callable[[Callable[[], bytes]], bytes] | None = None
         self._on_join: Callable[[], None] | None = None
@@ -97,20 +411,43 @@ class MetricsServer:
         host = f"[{self.host}]" if ":" in self.host else self.host
         return f"http://{host}:{self.port}/metrics"
 
+    @property
+    def max_connections(self) -> int:
+        """The connection cap in force (lowered to fit the descriptor limit)."""
+        return self._gate.limit
+
+    @property
+    def authenticated(self) -> bool:
+        return self._bearer is not None or self._basic is not None
+
+    def exposed(self) -> list[str]:
+        """The bound addresses that are not loopback: reachable from other hosts."""
+        return [address for address in self.addresses if not is_loopback(address)]
+
     async def _start(self) -> None:
-        app = web.Application()
-        app.router.add_get("/metrics", self._metrics)
-        app.router.add_get("/healthz", self._healthz)
-        runner = web.AppRunner(app, access_log=None, handle_signals=False)
+        server = _Server(
+            self._handle,
+            gate=self._gate,
+            access_log=None,
+            # the gate's timers decide; aiohttp's own (armed at the same moments) only backs
+            # them up: equal, it would close a connection dripping its next request as idle
+            keepalive_timeout=self._gate.keepalive_timeout + self._gate.header_timeout + 1,
+            lingering_time=0.0,  # a request body is refused: do not wait to read it
+            max_line_size=8190,
+            max_field_size=8190,
+        )
+        runner = web.ServerRunner(server, handle_signals=False)
         await runner.setup()
         try:
-            site = web.TCPSite(runner, self.host, self.port)
+            backlog = max(8, min(128, self._gate.limit // 2))
+            site = web.TCPSite(runner, self.host, self.port, backlog=backlog)
             await site.start()
         except BaseException:
             await runner.cleanup()
             self._executor.shutdown(wait=False)
             raise
         self._runner = runner
+        self.addresses = [str(address[0]) for address in runner.addresses]
         self.port = int(runner.addresses[0][1])
 
     async def aclose(self) -> None:
@@ -120,11 +457,38 @@ class MetricsServer:
             await runner.cleanup()
         self._executor.shutdown(wait=False, cancel_futures=True)
 
+    # --- requests -----------------------------------------------------------------------------
+
+    async def _handle(self, request: web.BaseRequest) -> web.StreamResponse:
+        conn = request.protocol
+        if isinstance(conn, _Connection):
+            conn.busy()
+        try:
+            return await self._route(request, conn)
+        finally:
+            if isinstance(conn, _Connection):
+                conn.idle()
+
+    async def _route(self, request: web.BaseRequest, conn: object) -> web.StreamResponse:
+        if request.body_exists:
+            self._gate.bad_request(conn.peer if isinstance(conn, _Connection) else "unknown", 413)
+            response = _plain(413, "a request body is not accepted")
+            response.force_close()
+            return response
+        path = request.raw_path.partition("?")[0]
+        if path not in ("/metrics", "/healthz"):
+            return _plain(404, "not found")
+        if request.method not in ("GET", "HEAD"):
+            return _plain(405, "method not allowed", {"Allow": "GET, HEAD"})
+        if path == "/healthz":
+            return await self._healthz()
+        return await self._metrics(request)
+
     # --- /metrics ------------------------------------------------------------------------------
 
-    async def _metrics(self, request: web.Request) -> web.StreamResponse:
+    async def _metrics(self, request: web.BaseRequest) -> web.StreamResponse:
         if not self._authorized(request.headers.get("Authorization", "")):
-            challenges: CIMultiDict[str] = CIMultiDict()
+            challenges: CIMultiDict[str] = CIMultiDict({"Server": SERVER_HEADER})
             if self._bearer is not None:
                 challenges.add("WWW-Authenticate", f"Bearer {REALM}")
             if self._basic is not None:
@@ -137,7 +501,7 @@ class MetricsServer:
         except Exception as exc:
             return self._unavailable(exc)
         self._last_problem = None
-        headers = {"Content-Type": content_type}
+        headers = {"Content-Type": content_type, "Server": SERVER_HEADER}
         if compress:
             headers["Content-Encoding"] = "gzip"
         return web.Response(body=body, headers=headers)
@@ -165,22 +529,23 @@ class MetricsServer:
         self.renders += 1
 
         def render() -> bytes:
-            body = self._source.render(encoder)
+            body = self._source.render(encoder, (self._gate,))
             return gzip.compress(body, compresslevel=6) if compress else body
 
         wrapper = self._render_wrapper
         return wrapper(render) if wrapper is not None else render()
 
     def _unavailable(self, exc: Exception) -> web.Response:
+        """503 with a reason fit for anyone (no path, no exception text); the log has it all."""
         if isinstance(exc, Unavailable):
-            reason = str(exc)
+            public, detail = str(exc), exc.detail
         else:
-            reason = f"render failed: {type(exc).__name__}: {exc}"
-        reason = " ".join(reason.split())[:500]  # one line, bounded
-        if reason != self._last_problem:  # one log line per distinct problem, not per scrape
-            logger.warning("%s: /metrics unavailable: %s", PROG, reason)
-            self._last_problem = reason
-        return web.Response(status=503, text=reason + "\n")
+            public, detail = "render failed", f"render failed: {type(exc).__name__}: {exc}"
+        detail = " ".join(detail.split())[:500]  # one line, bounded
+        if detail != self._last_problem:  # one log line per distinct problem, not per scrape
+            logger.warning("%s: /metrics unavailable: %s", PROG, detail)
+            self._last_problem = detail
+        return _plain(503, "unavailable: " + " ".join(public.split())[:200])
 
     def _authorized(self, header: str) -> bool:
         if self._bearer is None and self._basic is None:
@@ -205,14 +570,13 @@ class MetricsServer:
 
     # --- /healthz ------------------------------------------------------------------------------
 
-    async def _healthz(self, _request: web.Request) -> web.StreamResponse:
+    async def _healthz(self) -> web.StreamResponse:
         try:
-            problem = await asyncio.to_thread(self._source.problem)
+            serving, text = await asyncio.to_thread(self._source.health)
         except Exception as exc:
-            problem = f"health check failed: {type(exc).__name__}"
-        if problem is not None:
-            return web.Response(status=503, text=" ".join(problem.split()) + "\n")
-        return web.Response(text="ok\n")
+            serving, text = False, "unavailable: health check failed"
+            self._gate.error("health check failed", exc)
+        return _plain(200 if serving else 503, text)
 
 
 def _negotiate(accept: str) -> tuple[Encoder, str]:
@@ -231,6 +595,9 @@ async def start_metrics_server(
     directory: str | None = None,
     bearer_token: str | None = None,
     basic_auth: tuple[str, str] | None = None,
+    max_connections: int = DEFAULT_MAX_CONNECTIONS,
+    header_timeout: float = DEFAULT_HEADER_TIMEOUT_S,
+    keepalive_timeout: float = DEFAULT_KEEPALIVE_TIMEOUT_S,
 ) -> MetricsServer:
     """Serve ``/metrics`` and ``/healthz`` on ``host:port`` (``0``: a free port).
 
@@ -243,7 +610,14 @@ async def start_metrics_server(
         _RegistrySource(registry) if registry is not None else directory_source(str(directory))
     )
     server = MetricsServer(
-        source, host=host, port=port, bearer_token=bearer_token, basic_auth=basic_auth
+        source,
+        host=host,
+        port=port,
+        bearer_token=bearer_token,
+        basic_auth=basic_auth,
+        max_connections=max_connections,
+        header_timeout=header_timeout,
+        keepalive_timeout=keepalive_timeout,
     )
     await server._start()
     return server
