@@ -25,7 +25,15 @@ from typing import Any
 from bench import _common as c
 
 #: in running order: the timed benchmarks first, the memory one (parallel children) last
-MODULES = ("hook_cost", "turn_cost", "session_cost", "scrape_cost", "job_start", "memory_cost")
+MODULES = (
+    "hook_cost",
+    "redact_cost",
+    "turn_cost",
+    "session_cost",
+    "scrape_cost",
+    "job_start",
+    "memory_cost",
+)
 README = Path(__file__).resolve().parent.parent / "README.md"
 BEGIN, END = "<!-- bench:begin -->", "<!-- bench:end -->"
 

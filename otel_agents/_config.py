@@ -9,10 +9,13 @@ from __future__ import annotations
 
 import math
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Final
 from urllib.parse import urlsplit
+
+from ._export.redact import REDACTED, WINDOW_CHARS, clean_message, redact
 
 ENV_SERVICE_NAME: Final = "OTEL_SERVICE_NAME"
 ENV_OTLP_ENDPOINT: Final = "OTEL_EXPORTER_OTLP_ENDPOINT"
@@ -41,8 +44,26 @@ class Settings:
     exit_flush_timeout: float = DEFAULT_EXIT_FLUSH_TIMEOUT
 
 
+#: ``?name=value``/``&name=value`` and ``#fragment`` of a URL: the value goes
+_QUERY_VALUE: Final = re.compile(r"([?&][^=&#'\"]*=|#)[^&#'\"]*")
+
+
+def _echo(value: object) -> str:
+    """``repr(value)`` as an error may show it: redacted and cut, like every text otel-agents
+    lets out (an endpoint may carry ``user:password@`` or ``?api_key=``), with the value of
+    every query parameter and any fragment of a URL-like value withheld."""
+    try:
+        text = repr(value)
+    except Exception:
+        return f"<unprintable {type(value).__name__}>"
+    if isinstance(value, str) and "://" in value:
+        # userinfo first: a password may hold "&", "=" or "#"
+        text = _QUERY_VALUE.sub(r"\1" + REDACTED, redact(text[:WINDOW_CHARS]))
+    return clean_message(text)
+
+
 def _bad(source: str, value: object, expected: str) -> ValueError:
-    return ValueError(f"otel_agents: invalid {source}={value!r}: expected {expected}")
+    return ValueError(f"otel_agents: invalid {source}={_echo(value)}: expected {expected}")
 
 
 def parse_bool(source: str, raw: str) -> bool:

@@ -127,6 +127,8 @@ def init(
         tracer = None
         if traced_provider is not None:
             tracer = traced_provider.get_tracer("otel_agents", _version())
+            # livekit's spans reach the host's global provider too: clean them there as well
+            _span_redaction.install(traced_provider, capture_messages=settings.capture_messages)
         if tracer_provider is not None:
             from livekit.agents.telemetry import set_tracer_provider
 

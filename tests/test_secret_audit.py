@@ -37,7 +37,11 @@ What this audit found, now fixed and kept as regression tests:
 * the redactor missed secret names with a prefix (``LIVEKIT_API_SECRET=``, ``auth_token=``,
   ``aws_secret_access_key=``, ``"sessionToken":``), bare AWS access key ids and LiveKit API keys;
 * the quota fields ``quota_type``, ``category`` and ``remaining_limit`` of a gateway body were
-  exported verbatim (only ``hint`` was redacted).
+  exported verbatim (only ``hint`` was redacted);
+* 31 of 55 credentials in real provider formats (prefixes it did not know, header names,
+  cookies, multi-word schemes, JSON-escaped and URL-encoded names, PEM blocks, XML elements, raw
+  cloud and LiveKit secrets, passwords holding "@", GCP key ids, and secrets cut before they
+  were redacted): section 5 plants those classes through the real inference plugins.
 """
 
 from __future__ import annotations
@@ -55,6 +59,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import credentials as cr
 import httpx2
 import openai
 import pytest
@@ -673,11 +678,13 @@ def test_the_audit_is_not_vacuous(audit: Exported) -> None:
     assert len(quota_429) == 1, messages
     assert len(refused) == 3, messages
     assert all("credentials encoded in URL" in a[n.A_ROOT_CAUSE_MESSAGE] for a in refused)
-    assert len([m for m in messages if REDACTED in m]) == 14, messages
-    # the six secrets that straddled the 256-char cut: truncated, then redacted
+    # (13, not 14: the api_key= whose value straddles the cut is redacted before the cut, and
+    # its marker would cross the 256-char limit: the message ends "api_key=…")
+    assert len([m for m in messages if REDACTED in m]) == 13, messages
+    # the six secrets that straddled the 256-char cut: redacted, then cut
     straddled = [m for m in messages if "padding padding" in m]
     assert len(straddled) == 6, messages
-    assert all(REDACTED in m for m in straddled), straddled
+    assert all(REDACTED in m or m.endswith("api_key=\u2026") for m in straddled), straddled
     # the credentials the plugins sent, echoed back by the gateway, redacted in place
     assert (
         f"Error code: 401 - Incorrect API key provided: {REDACTED}. "
@@ -775,7 +782,7 @@ def test_withholding_pii_from_livekit_cleans_the_whole_export(audit_pii_withheld
     assert not found, "\n".join(found[:20])
     attempts = audit.attempts()
     assert len(attempts) == 18
-    assert len([a for a in attempts if REDACTED in a[n.A_ROOT_CAUSE_MESSAGE]]) == 14
+    assert len([a for a in attempts if REDACTED in a[n.A_ROOT_CAUSE_MESSAGE]]) == 13
 
 
 # --- 4. shapes the redactor once missed (one attempt each, same export path) -----------------
@@ -858,6 +865,120 @@ async def _one_llm_attempt(step: Callable[[], None]) -> None:
             chat_ctx=llm.ChatContext.empty(), conn_options=APIConnectOptions(max_retry=0)
         ):
             pass
+
+
+# --- 5. the classes the redactor once let through, through the real inference plugins -----------
+#
+# Measured before the redactor knew the field: 31 of 55 credentials in real formats reached
+# spans and log records. Each class is planted here in the gateway's HTTP error bodies (the openai
+# SDK renders them into "Error code: 503 - {...}": a Python repr, backslashes doubled) and in its
+# TTS websocket error messages (JSON inside JSON), through the real inference LLM and TTS.
+
+_RNG = __import__("random").Random(55)
+ONCE_LEAKED = {
+    "cookie": Secret.of("cookie", f"{MARK}Ck" + cr.body(_RNG, cr.B64URL, 30)),
+    "fal key": Secret.of("fal key", cr.KeyFormat("fal", cr._fal).make(_RNG)),
+    "deepl-style scheme": Secret.of("scheme credential", f"{MARK}" + cr.body(_RNG, cr.B62, 30)),
+    "json-escaped name": Secret.of("json-escaped api_key", f"{MARK}Je" + cr.body(_RNG, cr.B62, 20)),
+    "url-encoded name": Secret.of("api%5Fkey", f"{MARK}Ue" + cr.body(_RNG, cr.B62, 20)),
+    "pem": Secret.of("pem body", cr.body(_RNG, cr.B64, 64)),
+    "xml": Secret.of("xml SecretAccessKey", cr.body(_RNG, cr.B64, 40)),
+    "raw aws secret": Secret.of("raw aws secret", cr.body(_RNG, cr.B64, 40)),
+    "raw livekit secret": Secret.of("raw livekit secret", cr.body(_RNG, cr.B62, 44)),
+    "password with @": Secret.of("password with @", f"{MARK}p@ss:" + cr.body(_RNG, cr.B62, 12)),
+    "gcp key id": Secret.of("gcp key id", cr.body(_RNG, cr.HEX, 40)),
+    "subscription key": Secret.of("subscription key", cr.body(_RNG, cr.HEX, 32)),
+    "bare key=": Secret.of("key=", f"{MARK}Kk" + cr.body(_RNG, cr.B62, 20)),
+    **{
+        f.provider: Secret.of(f.provider, f.make(_RNG))
+        for f in cr.KEY_FORMATS
+        if f.provider
+        in (
+            "cartesia key",
+            "deepgram key",
+            "elevenlabs key",
+            "groq key",
+            "github classic token",
+            "slack bot token",
+            "stripe secret key",
+            "livekit api key",
+        )
+    },
+}
+
+
+def _once_leaked_messages() -> list[str]:
+    s = {name: secret.value for name, secret in ONCE_LEAKED.items()}
+    return [
+        f"upstream said Cookie: sid={s['cookie']}; theme=dark",
+        f"Authorization: Key {s['fal key']}",
+        f"Authorization: DeepL-Auth-Key {s['deepl-style scheme']} rejected",
+        'config {\\"api_key\\": \\"' + s["json-escaped name"] + '\\", \\"model\\": 1}',
+        f"GET /v1/tts?api%5Fkey={s['url-encoded name']}&voice=a",
+        f"key file -----BEGIN PRIVATE KEY-----\n{s['pem']}\n-----END PRIVATE KEY----- bad",
+        f"<Error><SecretAccessKey>{s['xml']}</SecretAccessKey></Error>",
+        f"boto: {s['raw aws secret']} is not a valid secret",
+        f"livekit: {s['raw livekit secret']} does not sign",
+        f"db postgres://agents:{s['password with @']}@db.internal:5432/x refused",
+        f'"private_key_id": "{s["gcp key id"]}"',
+        f"Ocp-Apim-Subscription-Key: {s['subscription key']}",
+        f"bad key={s['bare key=']}",
+        *(
+            f"{name}: {ONCE_LEAKED[name].value} is invalid"
+            for name in ONCE_LEAKED
+            if name.endswith(("key", "token"))
+            and name not in ("fal key", "gcp key id", "subscription key", "bare key=")
+        ),
+    ]
+
+
+def _once_leaked_scenarios() -> list[Scenario]:
+    """Two dead turns of three attempts each (livekit closes a session after a few), then an
+    answered turn whose speech meets a TTS error message, per scenario."""
+    messages = _once_leaked_messages()
+    scenarios = []
+    for i in range(0, len(messages), 6):
+        chunk = messages[i : i + 6]
+        faults = [http_error(503, openai_error_body(m, type="server_error")) for m in chunk]
+        scenarios.append(
+            Scenario(
+                f"secret-audit-once-leaked-{i // 6}",
+                "the credential classes the redactor once missed, in gateway bodies",
+                # a turn of fewer than three failures is answered by the last fault, "ok"
+                turns=tuple(f"Question {k}?" for k in range(len(faults) // 3 + 1)),
+                llm=(*faults, ok("Sure.")),
+                tts=(ws_error({"message": chunk[0], "hint": chunk[-1]}),),
+            )
+        )
+    return scenarios
+
+
+@pytest.fixture(scope="module")
+def audit_once_leaked(tmp_path_factory: pytest.TempPathFactory) -> Exported:
+    async def run() -> None:
+        async with utils.http_context.open():
+            for scenario in _once_leaked_scenarios():
+                async with EchoingGateway() as gateway:
+                    await asyncio.create_task(run_scenario(scenario, gateway))
+
+    with capturing(tmp_path_factory.mktemp("once-leaked")) as collect:
+        asyncio.run(asyncio.wait_for(run(), SESSION_TIMEOUT * 4))
+        return collect()
+
+
+def test_the_classes_once_leaked_reach_no_channel(audit_once_leaked: Exported) -> None:
+    audit = audit_once_leaked
+    messages = [a[n.A_ROOT_CAUSE_MESSAGE] for a in audit.attempts()]
+    # every planted message was an attempt of its own (and each scenario's TTS error), and each
+    # carries the marker
+    llm = [a for a in audit.attempts() if a[n.A_COMPONENT] == "llm"]
+    assert len(llm) == len(_once_leaked_messages()), messages
+    assert len(messages) > len(llm), messages
+    assert all(REDACTED in m for m in messages), [m for m in messages if REDACTED not in m]
+    assert audit.livekits()
+    secrets = list(ONCE_LEAKED.values())
+    found = leaks({**audit.our_channels(), **audit.livekit_channels()}, secrets)
+    assert not found, "\n".join(found[:20])
 
 
 def test_the_planted_secrets_are_distinct_and_marked() -> None:

@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import threading
 from collections.abc import Callable
 from typing import Any, Final
@@ -91,6 +92,23 @@ class Family:
             global _mirror_generation
             mirror.add(amount, dict(zip(self._label_names, labels, strict=True)))
             _mirror_generation += 1
+
+    def incrementer(self, labels: tuple[str, ...]) -> Callable[[], None]:
+        """``inc(labels)`` prepared: the series and its mirror resolved once (the recorder
+        replays it for every failed attempt of the same kind)."""
+        value = (self._children.get(labels) or self._child(labels))._value
+        mirror = self._mirror
+        if mirror is None:
+            return functools.partial(value.inc, 1.0)
+        attributes = dict(zip(self._label_names, labels, strict=True))
+
+        def inc() -> None:
+            global _mirror_generation
+            value.inc(1.0)
+            mirror.add(1.0, attributes)
+            _mirror_generation += 1
+
+        return inc
 
     def _child(self, labels: tuple[str, ...]) -> Any:
         with self._lock:
@@ -227,6 +245,9 @@ class Metrics:
 
     def __init__(self, registry: CollectorRegistry = REGISTRY) -> None:
         self.by_name: dict[str, Family | LiveGauge | Histo] = {}
+        #: the recorder's prepared increments, by kind of failed attempt (cleared with the
+        #: series they point at, and when the OTel mirror changes)
+        self.prepared: dict[tuple[Any, ...], tuple[Callable[[], None], ...]] = {}
         for spec in n.METRICS:
             built = _build(spec, registry)
             self.by_name[spec.name] = built
@@ -246,11 +267,13 @@ class Metrics:
         return tuple(m for m in self.by_name.values() if isinstance(m, LiveGauge))
 
     def clear(self) -> None:
+        self.prepared.clear()
         for metric in self.by_name.values():
             metric.clear()
 
     def mirror_to(self, meter: Any) -> None:
         """Also send every measurement to OTel instruments from ``meter`` (``None``: stop)."""
+        self.prepared.clear()
         for spec in n.METRICS:
             metric = self.by_name[spec.name]
             if meter is None:

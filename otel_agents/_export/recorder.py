@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import re
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -22,35 +23,71 @@ from .._classify import safe_message
 from . import labels as lbl
 from .metrics import Metrics
 from .records import AttemptRecord, SessionRecord, TaskErrorRecord
-from .redact import clean_message, clean_repeated, utf8
+from .redact import (
+    ELLIPSIS,
+    MAX_MESSAGE_CHARS,
+    clean_message,
+    clean_name,
+    clean_repeated,
+    drop_partial_word,
+    utf8,
+)
 
 logger = logging.getLogger(n.LOGGER_NAME)
 # A library's logger: silent unless the host configures logging (no "last resort" stderr lines).
 logger.addHandler(logging.NullHandler())
 
 #: what a test (``otel_agents.testing``) may subscribe to: every record, as it is exported
+#: prepared increments kept (distinct kinds of failed attempt); beyond, start again
+PREPARED_LIMIT = 512
+
 Observer = Callable[[AttemptRecord | SessionRecord | TaskErrorRecord], None]
 
 
+# What ``_classify`` hands over was sometimes cut already, before any redaction: a quota field
+# at 256 characters, a root message whose large body was left out ("<message cut at 256> (a
+# dict body too large to render)"). The word at such a cut may be part of a key: it is dropped.
+_CLASSIFY_FIELD_CHARS = MAX_MESSAGE_CHARS
+_BODY_NOTE = re.compile(r" \(a [\w.]+ body too large to render\)\Z")
+
+
 def _clean(value: str | None) -> str | None:
-    return clean_repeated(value) if value else value
+    """A quota field: redacted, then cut; a field at the classifier's limit may have been cut."""
+    if not value:
+        return value
+    return clean_repeated(value, cut=len(value) >= _CLASSIFY_FIELD_CHARS)
+
+
+def _name(value: str | None) -> str | None:
+    """A class, provider or task name, redacted (names are few: cached)."""
+    return clean_name(value) if value else value
+
+
+def root_message(text: str) -> str:
+    """The root cause's message (``safe_message``), redacted, then cut."""
+    note = _BODY_NOTE.search(text)
+    if note is not None and note.start() >= _CLASSIFY_FIELD_CHARS:
+        return clean_message(drop_partial_word(text[: note.start()]) + ELLIPSIS + note.group())
+    return clean_message(text)
 
 
 def attempt_fields(rec: AttemptRecord, capture_messages: bool) -> dict[str, Any]:
-    """A failed attempt as flat log fields (``None`` where a field does not apply)."""
+    """A failed attempt as flat log fields (``None`` where a field does not apply). Every string
+    from outside is cleaned here; without ``capture_messages``, no foreign text is kept but the
+    class and provider names (the quota fields' closed sets are on the metrics)."""
     c = rec.classification
-    q = c.quota
+    q = c.quota if capture_messages else None
     return {
         "component": rec.component,
-        "provider": _clean(rec.provider),
+        "provider": _name(rec.provider),
         "attempt": rec.attempt,
         "final": rec.final,
-        "error_type": c.error_type,
+        "error_type": _name(c.error_type),
         "status_code": c.status_code,
         "error_class": c.error_class,
-        "root_cause_type": c.root_cause_type,
-        "root_cause_message": clean_message(safe_message(c.root)) if capture_messages else None,
-        "first_root_cause_type": rec.first_root_cause_type,
+        "root_cause_type": _name(c.root_cause_type),
+        "root_cause_message": root_message(safe_message(c.root)) if capture_messages else None,
+        "first_root_cause_type": _name(rec.first_root_cause_type),
         "masked": rec.masked,
         "terminal": c.terminal,
         # every field of a quota body is foreign text: a buggy or hostile upstream could put
@@ -139,7 +176,7 @@ class Recorder:
             self.metrics.internal_errors.inc((where,))
 
     def request_ok(self, component: n.Component, provider: str) -> None:
-        self.metrics.requests.inc((component, lbl.provider(provider), "ok"))
+        self.metrics.requests.inc((component, lbl.provider(_name(provider)), "ok"))
 
     # --- failed attempts ----------------------------------------------------------------------
 
@@ -167,30 +204,57 @@ class Recorder:
         self._observe(rec)
 
     def _metrics(self, rec: AttemptRecord) -> None:
+        # A failed attempt's series depend only on these values: prepare their increments once
+        # (labels bounded, names cleaned, children and mirrors resolved), then replay them.
+        c = rec.classification
+        key = (
+            rec.component,
+            rec.provider,
+            c.error_class,
+            c.root_cause_type,
+            rec.final,
+            c.quota,
+            c.terminal,
+            rec.masked and rec.first_root_cause_type,
+        )
+        prepared = self.metrics.prepared
+        incs = prepared.get(key)
+        if incs is None:
+            incs = self._prepare(rec)
+            if len(prepared) >= PREPARED_LIMIT:
+                prepared.clear()
+            prepared[key] = incs
+        for inc in incs:
+            inc()
+
+    def _prepare(self, rec: AttemptRecord) -> tuple[Callable[[], None], ...]:
         m = self.metrics
+        incs = []
         c = rec.classification
         component = rec.component
-        provider = lbl.provider(rec.provider)
+        # open labels are names from outside: redacted like on spans (a class made with
+        # ``type()`` can be named anything)
+        provider = lbl.provider(_name(rec.provider))
         error_class = c.error_class
-        root = lbl.root_cause(c.root_cause_type)
+        root = lbl.root_cause(_name(c.root_cause_type))
         final = lbl.boolean(rec.final)
-        m.attempt_failures.inc((component, provider, error_class, root, final))
+        incs.append(m.attempt_failures.incrementer((component, provider, error_class, root, final)))
         if c.quota is not None:
-            m.quota_errors.inc(
-                (
-                    component,
-                    lbl.quota_type(c.quota.quota_type),
-                    lbl.quota_category(c.quota.category),
-                    lbl.boolean(c.terminal),
-                )
+            quota_labels = (
+                component,
+                lbl.quota_type(c.quota.quota_type),
+                lbl.quota_category(c.quota.category),
+                lbl.boolean(c.terminal),
             )
+            incs.append(m.quota_errors.incrementer(quota_labels))
         if c.terminal:
-            m.terminal_errors.inc((component, provider, error_class))
+            incs.append(m.terminal_errors.incrementer((component, provider, error_class)))
         if rec.final:
-            m.requests.inc((component, provider, "failed"))
+            incs.append(m.requests.incrementer((component, provider, "failed")))
             if rec.masked:
-                first = lbl.root_cause(rec.first_root_cause_type)
-                m.masked_failures.inc((component, first, root))
+                first = lbl.root_cause(_name(rec.first_root_cause_type))
+                incs.append(m.masked_failures.incrementer((component, first, root)))
+        return tuple(incs)
 
     def _span(self, rec: AttemptRecord, fields: dict[str, Any]) -> trace.SpanContext:
         assert self.tracer is not None
@@ -272,11 +336,14 @@ class Recorder:
     def publish_session(self, rec: SessionRecord, span: Any) -> None:
         """The session's span (ended at its close) and ``session_closed`` log record."""
         fields = rec.fields()
+        fields["close_error_type"] = _name(rec.close_error_type)
+        reason = rec.job_shutdown_reason
+        fields["job_shutdown_reason"] = _clean(reason) if self.capture_messages else None
         if span is not None:
             try:
                 span.set_attributes(session_span_attributes(fields))
                 if rec.close_reason == "error":
-                    span.set_status(Status(StatusCode.ERROR, rec.close_error_type))
+                    span.set_status(Status(StatusCode.ERROR, fields["close_error_type"]))
                 span.end(end_time=int(rec.closed_at * 1e9))
             except Exception:
                 self.internal_error("export_span")
@@ -295,12 +362,16 @@ class Recorder:
 
     def task_error(self, rec: TaskErrorRecord) -> dict[str, Any]:
         """Count it; the attributes of its ``otel_agents.unhandled_task_error`` event."""
-        self.metrics.unhandled_task_errors.inc((lbl.root_cause(rec.root_cause_type),))
-        attributes = {n.A_ERROR_TYPE: rec.error_type, n.A_ROOT_CAUSE_TYPE: rec.root_cause_type}
+        root_type = _name(rec.root_cause_type)
+        self.metrics.unhandled_task_errors.inc((lbl.root_cause(root_type),))
+        attributes = {
+            n.A_ERROR_TYPE: utf8(_name(rec.error_type) or ""),
+            n.A_ROOT_CAUSE_TYPE: utf8(root_type or ""),
+        }
         if self.capture_messages:
-            attributes[n.A_ROOT_CAUSE_MESSAGE] = clean_message(safe_message(rec.root))
+            attributes[n.A_ROOT_CAUSE_MESSAGE] = utf8(root_message(safe_message(rec.root)))
         if rec.task_name:
-            attributes[n.E_TASK_NAME] = utf8(rec.task_name)
+            attributes[n.E_TASK_NAME] = utf8(clean_name(rec.task_name))
         return attributes
 
     def log_task_error(self, rec: TaskErrorRecord, attributes: dict[str, Any], span: Any) -> None:
@@ -308,10 +379,10 @@ class Recorder:
             logging.ERROR,
             n.LOG_UNHANDLED_TASK_ERROR,
             {
-                "error_type": rec.error_type,
-                "root_cause_type": rec.root_cause_type,
+                "error_type": attributes.get(n.A_ERROR_TYPE),
+                "root_cause_type": attributes.get(n.A_ROOT_CAUSE_TYPE),
                 "root_cause_message": attributes.get(n.A_ROOT_CAUSE_MESSAGE),
-                "task_name": rec.task_name,
+                "task_name": attributes.get(n.E_TASK_NAME),
             },
             span.get_span_context() if span is not None else None,
         )

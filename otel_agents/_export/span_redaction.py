@@ -13,11 +13,20 @@ are truncated and redacted (once per distinct message: livekit records one excep
 spans); stack traces keep their frames and exception types, not their messages (a linear pass:
 this runs in ``span.end()``, on the event loop); both are dropped under
 ``capture_messages=False``. Spans without an error or an event cost two attribute lookups.
+
+A stack trace keeps, line by line: ``Traceback (most recent call last)``, the ``File "..."``
+frame lines, the lines that join a chain ("The above exception was the direct cause of the
+following exception"), and the class name of each exception line (the first unindented line
+after a frame, at the start, or after a joining line); each kept line is redacted too. The
+source lines, every message line (a multi-line message's second line looks like any other
+line) and the first line of a cut window (``STACKTRACE_CHARS``) are dropped. The exception's
+class names (``exception.type``, ``error.type``) are redacted like every class name.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import weakref
 from collections.abc import Mapping
@@ -29,12 +38,14 @@ from opentelemetry.trace import Status, StatusCode
 
 from .. import names as n
 from .metrics import count_internal_error
-from .redact import MAX_MESSAGE_CHARS, clean_repeated
+from .redact import clean_name, clean_repeated
 
 logger = logging.getLogger(__name__)
 
 MESSAGE: Final = "exception.message"
 STACKTRACE: Final = "exception.stacktrace"
+#: class names: kept with ``capture_messages=False``, redacted like every foreign name
+TYPES: Final = ("exception.type", "error.type")
 #: a stack trace ends with the messages of its chain: keep its last part, redacted
 STACKTRACE_CHARS: Final = 8192
 OWN_SPANS: Final = n.PREFIX + "."
@@ -48,7 +59,7 @@ def _clean_attributes(
     attributes: Mapping[str, Any] | None, capture_messages: bool
 ) -> dict[str, Any] | None:
     """A cleaned copy of ``attributes``, or ``None`` when there was nothing to clean."""
-    if not attributes or (MESSAGE not in attributes and STACKTRACE not in attributes):
+    if not attributes or not any(key in attributes for key in (MESSAGE, STACKTRACE, *TYPES)):
         return None
     cleaned = dict(attributes)
     for key, clean in ((MESSAGE, clean_repeated), (STACKTRACE, _clean_stacktrace)):
@@ -59,19 +70,54 @@ def _clean_attributes(
             cleaned[key] = clean(value)
         else:
             del cleaned[key]
+    for key in TYPES:
+        value = cleaned.get(key)
+        if isinstance(value, str):
+            cleaned[key] = clean_name(value)
     return cleaned
 
 
+_TRACEBACK: Final = "Traceback (most recent call last):"
+#: the lines that join the tracebacks of a chain
+_JOINS: Final = frozenset(
+    {
+        "The above exception was the direct cause of the following exception:",
+        "During handling of the above exception, another exception occurred:",
+    }
+)
+
+
 def _clean_stacktrace(text: str) -> str:
-    """The frames and exception types of a formatted stack trace, without its messages and
-    source lines (where a secret would be): a linear pass, no regex, on the event loop."""
+    """The frames and exception class names of a formatted stack trace, each line redacted,
+    without its messages and source lines (see the module docstring)."""
+    return _clean_window(text[-STACKTRACE_CHARS:], len(text) > STACKTRACE_CHARS)
+
+
+@functools.lru_cache(maxsize=64)
+def _clean_window(window: str, cut: bool) -> str:
+    """One pass over the lines of the window; cached (livekit records one exception on several
+    spans, and its stack trace with it): at most 64 windows of 8 KiB."""
+    lines = window.splitlines()
+    if cut:
+        lines = lines[1:]  # the window may start inside a line (a message's, a key's)
     kept = []
-    for line in text[-STACKTRACE_CHARS:].splitlines():
+    exception_next = not cut  # an exception without a traceback is its first line
+    for line in lines:
         if line.startswith('  File "'):
-            kept.append(line)
-        elif line and not line[0].isspace():
-            # "Traceback (most recent call last):", "pkg.Error: <message>", "The above ..."
-            kept.append(line.split(":", 1)[0][:MAX_MESSAGE_CHARS])
+            kept.append(clean_name(line))
+            exception_next = True
+        elif not line or line[0].isspace():
+            continue  # a source line, a caret line, an exception group's: never a message's start
+        elif line == _TRACEBACK:
+            kept.append(_TRACEBACK[:-1])
+            exception_next = False
+        elif line in _JOINS:
+            kept.append(line[:-1])
+            exception_next = True
+        elif exception_next:
+            # "pkg.Error: <message>": the class name (the message is on the span, cleaned)
+            kept.append(clean_name(line.split(":", 1)[0]))
+            exception_next = False
     return "\n".join(kept)
 
 
