@@ -50,6 +50,7 @@ import math
 import random
 import ssl
 import string
+import threading
 import time
 import warnings
 from collections import Counter
@@ -95,6 +96,20 @@ from test_classify import Hostile, HostileMeta, HostileStr, boom, expected_root
 
 SERIES_BOUND = sum(b + 1 for b in _metrics.SERIES_BUDGET.values())
 FUZZ = {"deadline": None, "database": None, "derandomize": True}
+
+
+#: threads of earlier tests' export pipelines that may still be retrying a collector that was
+#: down: their backoff draws from the global random module, which hypothesis reads as a strategy
+#: using it (and then fails rendering the hostile values of these strategies)
+_EXPORT_THREADS = ("otel_agents.", "OtelPeriodicExportingMetricReader")
+
+
+@pytest.fixture(autouse=True)
+def _no_export_still_retrying() -> None:
+    deadline = time.monotonic() + 15.0
+    for thread in threading.enumerate():
+        if thread.name.startswith(_EXPORT_THREADS) and thread.daemon:
+            thread.join(max(0.0, deadline - time.monotonic()))
 #: generated inputs per test: 10,000 in all (about 50 s on a 2-core machine)
 EXAMPLES_CLASSIFY, EXAMPLES_EMIT, EXAMPLES_RETRY, EXAMPLES_SESSION = 4750, 3000, 2000, 250
 TIMEOUT = 10.0
