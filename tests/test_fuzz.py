@@ -110,6 +110,8 @@ def _no_export_still_retrying() -> None:
     for thread in threading.enumerate():
         if thread.name.startswith(_EXPORT_THREADS) and thread.daemon:
             thread.join(max(0.0, deadline - time.monotonic()))
+
+
 #: generated inputs per test: 10,000 in all (about 50 s on a 2-core machine)
 EXAMPLES_CLASSIFY, EXAMPLES_EMIT, EXAMPLES_RETRY, EXAMPLES_SESSION = 4750, 3000, 2000, 250
 TIMEOUT = 10.0
