@@ -33,6 +33,12 @@ TIME_TO_FIRST_SPEECH: Final = "otel_agents_time_to_first_speech_seconds"
 RESPONSE_LATENCY: Final = "otel_agents_response_latency_seconds"
 SESSION_DURATION: Final = "otel_agents_session_duration_seconds"
 UNHANDLED_TASK_ERRORS: Final = "otel_agents_unhandled_task_errors_total"
+UNHEARD_SPEECH: Final = "otel_agents_unheard_speech_total"
+QUOTA_LIMIT: Final = "otel_agents_quota_limit"
+QUOTA_USED: Final = "otel_agents_quota_used"
+FALLBACK_SWITCHES: Final = "otel_agents_fallback_switches_total"
+FALLBACK_EXHAUSTED: Final = "otel_agents_fallback_exhausted_total"
+RETRY_WAIT: Final = "otel_agents_retry_wait_seconds"
 
 # --- label names -------------------------------------------------------------------------------
 L_COMPONENT: Final = "component"
@@ -49,6 +55,9 @@ L_WHERE: Final = "where"
 L_REASON: Final = "reason"
 L_AGENT_SPOKE: Final = "agent_spoke"
 L_CAUSE: Final = "cause"
+L_DIMENSION: Final = "dimension"
+L_FROM_PROVIDER: Final = "from_provider"
+L_TO_PROVIDER: Final = "to_provider"
 
 # --- closed label value sets: typed, so that a value outside its set is a type error -----------
 OTHER: Final = "other"
@@ -89,7 +98,19 @@ CloseReason = Literal[
 CLOSE_REASONS: Final[tuple[CloseReason, ...]] = get_args(CloseReason)
 DeadTurnCause = Literal["error", "empty"]
 DEAD_TURN_CAUSES: Final[tuple[DeadTurnCause, ...]] = get_args(DeadTurnCause)
-TurnOutcome = Literal["answered", "preempted", "tool_only", "dead_error", "dead_empty", "abandoned"]
+# Why a reply the agent produced was never heard (docs/sessions.md, "the agent spoke")
+UnheardCause = Literal["no_frames", "never_played", "cleared_before_playout"]
+UNHEARD_CAUSES: Final[tuple[UnheardCause, ...]] = get_args(UnheardCause)
+# Why a silent session was silent: the error class of the terminal (else last) provider error
+# that killed its turns, or one of these
+SilenceCause = Literal[ErrorClass, "empty_reply", "unheard", "stalled", "unknown"]
+SILENCE_CAUSES: Final[tuple[SilenceCause, ...]] = get_args(SilenceCause)
+# What a quota gauge measures (LiveKit Inference and OpenAI-compatible rate-limit headers)
+QuotaDimension = Literal["credits", "rpm", "tpm", "requests", "tokens"]
+QUOTA_DIMENSIONS: Final[tuple[QuotaDimension, ...]] = get_args(QuotaDimension)
+TurnOutcome = Literal[
+    "answered", "unheard", "preempted", "tool_only", "dead_error", "dead_empty", "abandoned"
+]
 TURN_OUTCOMES: Final[tuple[TurnOutcome, ...]] = get_args(TurnOutcome)
 # Histogram buckets: voice latencies (tens of ms to a minute), session lengths (seconds to hours)
 VOICE_BUCKETS: Final = (
@@ -110,6 +131,8 @@ Where = Literal[
     "task_error_hook",
     "liveness",
     "span_redaction",
+    "quota_hook",
+    "fallback_hook",
 ]
 WHERE: Final[tuple[Where, ...]] = get_args(Where)
 # Open labels keep at most this many distinct values per process; the rest fold into "other".
@@ -148,8 +171,14 @@ S_ERRORS: Final = "otel_agents.session.errors"
 S_TERMINAL_ERROR: Final = "otel_agents.session.terminal_error"
 S_CLOSE_ERROR_TYPE: Final = "otel_agents.session.close_error.type"
 S_JOB_SHUTDOWN_REASON: Final = "otel_agents.session.job_shutdown_reason"
+S_SILENCE_CAUSE: Final = "otel_agents.session.silence_cause"
 EVENT_UNHANDLED_TASK_ERROR: Final = "otel_agents.unhandled_task_error"
 E_TASK_NAME: Final = "otel_agents.task.name"
+# a FallbackAdapter moved from a failed provider to the next one; every provider failed
+EVENT_FALLBACK_SWITCH: Final = "otel_agents.fallback_switch"
+EVENT_FALLBACK_EXHAUSTED: Final = "otel_agents.fallback_exhausted"
+E_FALLBACK_FROM_PROVIDER: Final = "otel_agents.fallback.from_provider"
+E_FALLBACK_TO_PROVIDER: Final = "otel_agents.fallback.to_provider"
 
 # the demo's own span around each scenario (``otel-agents demo``): one trace per scenario
 SPAN_DEMO_SCENARIO: Final = "otel_agents.demo.scenario"
@@ -212,6 +241,9 @@ class Metric:
     budget: int = 1
     fold: tuple[str, ...] = ()
     buckets: tuple[float, ...] = ()
+    #: how a gauge combines across processes: ``livesum`` (summed over live processes),
+    #: ``max`` or ``mostrecent`` (one project's quota seen by several processes: never a sum)
+    multiprocess_mode: Literal["livesum", "max", "mostrecent"] = "livesum"
 
     @property
     def label_names(self) -> tuple[str, ...]:
@@ -310,9 +342,10 @@ METRICS: Final[tuple[Metric, ...]] = (
     Metric(
         SILENT_SESSIONS,
         "counter",
-        "Closed sessions in which the user spoke and the agent never did.",
-        (_REASON,),
-        budget=len(CLOSE_REASONS) + 1,
+        "Closed sessions in which the user spoke and the agent was never heard, by close reason "
+        "and cause.",
+        (_REASON, Label(L_CAUSE, SILENCE_CAUSES)),
+        budget=(len(CLOSE_REASONS) + 1) * (len(SILENCE_CAUSES) + 1),
     ),
     Metric(USER_TURNS, "counter", "User turns (user messages committed)."),
     Metric(
@@ -321,6 +354,28 @@ METRICS: Final[tuple[Metric, ...]] = (
         "User turns the agent went back to listening on without speaking.",
         (Label(L_CAUSE, DEAD_TURN_CAUSES),),
         budget=len(DEAD_TURN_CAUSES),
+    ),
+    Metric(
+        UNHEARD_SPEECH,
+        "counter",
+        "Agent replies the caller never heard, by cause.",
+        (Label(L_CAUSE, UNHEARD_CAUSES),),
+        budget=len(UNHEARD_CAUSES) + 1,
+    ),
+    Metric(
+        FALLBACK_SWITCHES,
+        "counter",
+        "FallbackAdapter switches from a failed provider to the next one.",
+        (_COMPONENT, Label(L_FROM_PROVIDER), Label(L_TO_PROVIDER)),
+        budget=40,
+        fold=(L_FROM_PROVIDER, L_TO_PROVIDER),
+    ),
+    Metric(
+        FALLBACK_EXHAUSTED,
+        "counter",
+        "FallbackAdapter requests on which every provider failed.",
+        (_COMPONENT,),
+        budget=len(COMPONENTS) + 1,
     ),
     Metric(SESSIONS_ACTIVE, "gauge", "Sessions started and not closed."),
     Metric(
@@ -338,6 +393,32 @@ METRICS: Final[tuple[Metric, ...]] = (
         RESPONSE_LATENCY,
         "histogram",
         "From a user turn opening to the agent speaking, for answered turns.",
+        buckets=VOICE_BUCKETS,
+    ),
+    Metric(
+        QUOTA_LIMIT,
+        "gauge",
+        "A provider quota's limit, from its response headers (the largest any process saw).",
+        (_PROVIDER, Label(L_DIMENSION, QUOTA_DIMENSIONS)),
+        budget=40,
+        fold=(L_PROVIDER,),
+        multiprocess_mode="max",
+    ),
+    Metric(
+        QUOTA_USED,
+        "gauge",
+        "How much of a provider quota is used, from its response headers (the most recent).",
+        (_PROVIDER, Label(L_DIMENSION, QUOTA_DIMENSIONS)),
+        budget=40,
+        fold=(L_PROVIDER,),
+        multiprocess_mode="mostrecent",
+    ),
+    Metric(
+        RETRY_WAIT,
+        "histogram",
+        "For a request with a failed attempt: from its first attempt's start to its last's.",
+        (_COMPONENT,),
+        budget=len(COMPONENTS) + 1,
         buckets=VOICE_BUCKETS,
     ),
     Metric(
@@ -381,19 +462,24 @@ ATTRIBUTE_HELP: Final[dict[str, str]] = {
     A_QUOTA_REMAINING: "LiveKit Inference quota body: `remaining_limit`",
     A_STATUS_CODE: "HTTP status, when the chain carries one",
     S_CLOSE_REASON: "livekit's close reason (`other`: still open at process exit)",
-    S_SILENT: "the user spoke and the agent never did",
-    S_AGENT_SPOKE: "the agent reached `speaking`",
+    S_SILENT: "the user spoke and the caller never heard the agent",
+    S_AGENT_SPOKE: "the caller heard the agent: its audio played (position > 0), or, without an "
+    "audio output, a non-empty reply went out",
     S_USER_SPOKE: "a user message, VAD speech, a non-empty transcript or a transcription timeout",
     S_USER_TURNS: "user turns",
     S_ANSWERED_TURNS: "user turns the agent answered",
     S_DEAD_TURNS: "user turns after which the agent went back to listening without speaking",
     S_UNANSWERED_TURNS: "user turns that waited longer than `silence_timeout`",
-    S_TIME_TO_FIRST_SPEECH: "seconds from `start()` to the first `speaking`",
+    S_TIME_TO_FIRST_SPEECH: "seconds from `start()` to the first speech the caller heard",
     S_ERRORS: "failed provider attempts in the session",
     S_TERMINAL_ERROR: "one of them was terminal",
     S_CLOSE_ERROR_TYPE: "class of the error livekit closed the session with",
     S_JOB_SHUTDOWN_REASON: "the livekit job's shutdown reason, when the job gave one",
+    S_SILENCE_CAUSE: "why a silent session was silent: the error class of the provider error "
+    "that killed its turns, `empty_reply`, `unheard`, `stalled` (or `unknown`: a defect)",
     E_TASK_NAME: "the asyncio task's name",
+    E_FALLBACK_FROM_PROVIDER: "the provider a FallbackAdapter left because it failed, cleaned",
+    E_FALLBACK_TO_PROVIDER: "the provider it moved on to (the one that serves next), cleaned",
 }
 
 SPANS: Final[tuple[Span, ...]] = (
@@ -408,7 +494,11 @@ SPANS: Final[tuple[Span, ...]] = (
         "One `AgentSession`, from `start()` to its close, in the trace of livekit's "
         "`agent_session` span. Its `otel_agents.unhandled_task_error` events name the root "
         "cause of asyncio task exceptions nobody retrieved (attributes `error.type`, "
-        "`otel_agents.root_cause.type`, `.message`, `otel_agents.task.name`).",
+        "`otel_agents.root_cause.type`, `.message`, `otel_agents.task.name`). Its "
+        "`otel_agents.fallback_switch` events mark a FallbackAdapter moving from a failed "
+        "provider to the next (`otel_agents.component`, `otel_agents.fallback.from_provider`, "
+        "`otel_agents.fallback.to_provider`), and `otel_agents.fallback_exhausted` a request "
+        "on which every provider failed (`otel_agents.component`).",
         tuple(v for k, v in list(globals().items()) if k.startswith("S_")),
     ),
 )
@@ -429,7 +519,7 @@ LOG_RECORDS: Final[tuple[tuple[str, str, tuple[str, ...]], ...]] = (
         LOG_SESSION_CLOSED,
         "INFO, WARNING for a silent session",
         (
-            "close_reason", "silent", "agent_spoke", "user_spoke", "user_turns",
+            "close_reason", "silent", "silence_cause", "agent_spoke", "user_spoke", "user_turns",
             "answered_turns", "dead_turns", "unanswered_turns", "time_to_first_speech",
             "errors", "terminal_error", "close_error_type", "job_shutdown_reason", "trace_id",
             "span_id",

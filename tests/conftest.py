@@ -25,20 +25,28 @@ def session_series(
     agent_spoke: bool = True,
     turns: int = 1,
     dead: dict[str, int] | None = None,
+    cause: str | None = None,
+    unheard: dict[str, int] | None = None,
 ) -> Series:
-    """The ``*_total`` series one closed session adds (silent when the user spoke and the agent
-    never did), in the form of ``Capture.series()``."""
+    """The ``*_total`` series one closed session adds (silent when the user spoke and the caller
+    never heard the agent: then ``cause`` is its silence cause, which a silent session must
+    name), in the form of ``Capture.series()``. ``unheard``: its unheard replies, by cause."""
     spoke = "true" if agent_spoke else "false"
     out: Series = {
         (n.SESSIONS_STARTED, ()): 1,
         (n.SESSIONS_CLOSED, (("agent_spoke", spoke), ("reason", reason))): 1,
     }
+    silent = bool(turns) and not agent_spoke
+    if silent != (cause is not None):
+        raise TypeError("a silent session has a cause, and only a silent session has one")
     if turns:
         out[(n.USER_TURNS, ())] = turns
-        if not agent_spoke:
-            out[(n.SILENT_SESSIONS, (("reason", reason),))] = 1
-    for cause, count in (dead or {}).items():
-        out[(n.DEAD_TURNS, (("cause", cause),))] = count
+    if cause is not None:
+        out[(n.SILENT_SESSIONS, (("cause", cause), ("reason", reason)))] = 1
+    for dead_cause, count in (dead or {}).items():
+        out[(n.DEAD_TURNS, (("cause", dead_cause),))] = count
+    for unheard_cause, count in (unheard or {}).items():
+        out[(n.UNHEARD_SPEECH, (("cause", unheard_cause),))] = count
     return out
 
 

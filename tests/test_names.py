@@ -30,7 +30,16 @@ FROZEN_METRICS = {
     "otel_agents_unhandled_task_errors_total": ("counter", ("root_cause",)),
     "otel_agents_sessions_started_total": ("counter", ()),
     "otel_agents_sessions_closed_total": ("counter", ("reason", "agent_spoke")),
-    "otel_agents_silent_sessions_total": ("counter", ("reason",)),
+    "otel_agents_silent_sessions_total": ("counter", ("reason", "cause")),
+    "otel_agents_unheard_speech_total": ("counter", ("cause",)),
+    "otel_agents_fallback_switches_total": (
+        "counter",
+        ("component", "from_provider", "to_provider"),
+    ),
+    "otel_agents_fallback_exhausted_total": ("counter", ("component",)),
+    "otel_agents_quota_limit": ("gauge", ("provider", "dimension")),
+    "otel_agents_quota_used": ("gauge", ("provider", "dimension")),
+    "otel_agents_retry_wait_seconds": ("histogram", ("component",)),
     "otel_agents_user_turns_total": ("counter", ()),
     "otel_agents_dead_turns_total": ("counter", ("cause",)),
     "otel_agents_sessions_active": ("gauge", ()),
@@ -54,6 +63,7 @@ FROZEN_SESSION_SPAN_ATTRIBUTES = (
     "otel_agents.session.terminal_error",
     "otel_agents.session.close_error.type",
     "otel_agents.session.job_shutdown_reason",
+    "otel_agents.session.silence_cause",
 )
 
 FROZEN_SPAN_ATTRIBUTES = (
@@ -127,6 +137,14 @@ def test_session_span_and_log_names_are_frozen() -> None:
         "unhandled_task_error",
     )
     assert n.EVENT_UNHANDLED_TASK_ERROR == "otel_agents.unhandled_task_error"
+    assert (n.EVENT_FALLBACK_SWITCH, n.EVENT_FALLBACK_EXHAUSTED) == (
+        "otel_agents.fallback_switch",
+        "otel_agents.fallback_exhausted",
+    )
+    assert (n.E_FALLBACK_FROM_PROVIDER, n.E_FALLBACK_TO_PROVIDER) == (
+        "otel_agents.fallback.from_provider",
+        "otel_agents.fallback.to_provider",
+    )
     assert n.CLOSE_REASONS == (
         "error",
         "job_shutdown",

@@ -663,7 +663,8 @@ def test_a_process_that_exits_with_a_session_open_leaves_no_stale_gauge(
     assert after.get(f"{n.UNANSWERED_TURNS}{{}}", 0.0) == 0
     assert after[f"{n.SESSIONS_STARTED}{{}}"] == 1
     assert after.get(f"{n.SESSIONS_CLOSED}{{agent_spoke=false,reason=other}}") == 1
-    assert after.get(f"{n.SILENT_SESSIONS}{{reason=other}}") == 1
+    # the LLM never answered: the turn waited past the silence timeout until the exit
+    assert after.get(f"{n.SILENT_SESSIONS}{{cause=stalled,reason=other}}") == 1
     assert after[f"{n.USER_TURNS}{{}}"] == 1
     assert not list(run.directory.glob("gauge_livesum_*.db"))  # mark_process_dead ran
 
@@ -846,7 +847,8 @@ async def test_shutdown_finalizes_a_session_still_open(telemetry) -> None:
 
     otel_agents.shutdown()
 
-    closed = session_series(reason="other", agent_spoke=False)
+    # the agent was still working on the turn, which had waited past the silence timeout
+    closed = session_series(reason="other", agent_spoke=False, cause="stalled")
     assert telemetry.series() == closed
     assert gauge(n.SESSIONS_ACTIVE) == 0
     assert gauge(n.UNANSWERED_TURNS) == 0
@@ -854,6 +856,7 @@ async def test_shutdown_finalizes_a_session_still_open(telemetry) -> None:
     assert span.attributes[n.S_CLOSE_REASON] == "other"
     assert span.attributes[n.S_UNANSWERED_TURNS] == 1
     assert span.attributes[n.S_SILENT] is True
+    assert span.attributes[n.S_SILENCE_CAUSE] == "stalled"
     assert no_open_sessions()
 
     # the session lives on without otel-agents: what it does next is not counted

@@ -154,8 +154,11 @@ async def test_masked_retry_loop_records_every_attempt(telemetry) -> None:
         n.QUOTA_ERRORS,
         n.MASKED_FAILURES,
         n.REQUESTS,
-        *(k[0] for k in session_series(agent_spoke=False, dead={"error": 1})),
+        *(k[0] for k in session_series(agent_spoke=False, dead={"error": 1}, cause="rate_limited")),
     }
+    # what killed the turn (livekit then closed the session: max_unrecoverable_errors=0): no
+    # error was terminal, and the request's last was the rate limit
+    assert v(n.SILENT_SESSIONS, reason="error", cause="rate_limited") == 1
 
     # --- logs: one record per attempt, same fields, carrying the span's ids
     logs = telemetry.logs()

@@ -74,6 +74,7 @@ SESSION_METRICS = {
 LOG_FIELDS = {
     "close_reason": n.S_CLOSE_REASON,
     "silent": n.S_SILENT,
+    "silence_cause": n.S_SILENCE_CAUSE,
     "agent_spoke": n.S_AGENT_SPOKE,
     "user_spoke": n.S_USER_SPOKE,
     "user_turns": n.S_USER_TURNS,
@@ -190,8 +191,11 @@ def session_attributes(
     time_to_first_speech: float | None = None,
     terminal: bool = False,
     close_error_type: str | None = None,
+    silence_cause: str | None = None,
 ) -> dict[str, Any]:
-    """The exact attributes of an ``otel_agents.session`` span (no job: no shutdown reason)."""
+    """The exact attributes of an ``otel_agents.session`` span (no job: no shutdown reason); a
+    silent session names its ``silence_cause``."""
+    assert silent == (silence_cause is not None)
     attributes: dict[str, Any] = {
         n.S_CLOSE_REASON: close_reason,
         n.S_SILENT: silent,
@@ -208,6 +212,8 @@ def session_attributes(
         attributes[n.S_TIME_TO_FIRST_SPEECH] = time_to_first_speech
     if close_error_type is not None:
         attributes[n.S_CLOSE_ERROR_TYPE] = close_error_type
+    if silence_cause is not None:
+        attributes[n.S_SILENCE_CAUSE] = silence_cause
     return attributes
 
 
@@ -254,16 +260,15 @@ class Histograms:
 
 @pytest.fixture
 def outcomes(monkeypatch: pytest.MonkeyPatch) -> list[str]:
-    """Every turn outcome the session tracker decides, in order."""
+    """Every turn outcome the session tracker decides, in order (each turn's, once)."""
     seen: list[str] = []
-    original = _session.SessionTracker._end_turn
+    original = _session.SessionTracker._outcome
 
-    def end_turn(self: _session.SessionTracker, outcome: str) -> None:
-        if self.turns:
-            seen.append(outcome)
-        original(self, outcome)
+    def outcome(self: _session.SessionTracker, turn: Any, outcome: str) -> None:
+        seen.append(outcome)
+        original(self, turn, outcome)
 
-    monkeypatch.setattr(_session.SessionTracker, "_end_turn", end_turn)
+    monkeypatch.setattr(_session.SessionTracker, "_outcome", outcome)
     return seen
 
 
@@ -303,11 +308,11 @@ async def test_credit_exhaustion_closes_the_session_on_the_fourth_dead_turn(
     # --- metrics
     v = telemetry.value
     assert session_part(telemetry.series()) == session_series(
-        reason="error", agent_spoke=False, turns=4, dead={"error": 4}
+        reason="error", agent_spoke=False, turns=4, dead={"error": 4}, cause="quota_exhausted"
     )
     assert v(n.SESSIONS_STARTED) == 1
     assert v(n.SESSIONS_CLOSED, reason="error", agent_spoke="false") == 1
-    assert v(n.SILENT_SESSIONS, reason="error") == 1
+    assert v(n.SILENT_SESSIONS, reason="error", cause="quota_exhausted") == 1
     assert v(n.USER_TURNS) == 4
     assert v(n.DEAD_TURNS, cause="error") == 4
     assert v(n.DEAD_TURNS, cause="empty") == 0
@@ -339,6 +344,7 @@ async def test_credit_exhaustion_closes_the_session_on_the_fourth_dead_turn(
         errors=8,
         terminal=True,
         close_error_type="livekit.agents.APIStatusError",
+        silence_cause="quota_exhausted",
     )
     assert span.status.status_code is trace.StatusCode.ERROR
     assert span.status.description == "livekit.agents.APIStatusError"
@@ -427,12 +433,12 @@ async def test_empty_completion_is_a_dead_empty_turn(telemetry, outcomes) -> Non
     ]
     assert outcomes == ["dead_empty"]
     assert session_part(telemetry.series()) == session_series(
-        agent_spoke=False, turns=1, dead={"empty": 1}
+        agent_spoke=False, turns=1, dead={"empty": 1}, cause="empty_reply"
     )
     assert telemetry.value(n.DEAD_TURNS, cause="error") == 0
     span = the_session_span(telemetry)
     assert dict(span.attributes) == session_attributes(
-        silent=True, agent_spoke=False, answered=0, dead=1, errors=0
+        silent=True, agent_spoke=False, answered=0, dead=1, errors=0, silence_cause="empty_reply"
     )
     assert span.status.status_code is trace.StatusCode.UNSET
     assert_log_mirrors_span(telemetry, span, "WARNING")
@@ -480,10 +486,13 @@ async def test_voice_barge_in_while_thinking_is_preempted(telemetry, outcomes) -
         BACK_TO_LISTENING,  # while the user is speaking
     ]
     assert outcomes == ["preempted"]
-    # not dead; but the agent never spoke to a user who did: a silent session
-    assert session_part(telemetry.series()) == session_series(agent_spoke=False, turns=1)
+    # not dead; but the agent never spoke to a user who did: a silent session, the reply still
+    # being generated when the caller spoke again (stalled)
+    assert session_part(telemetry.series()) == session_series(
+        agent_spoke=False, turns=1, cause="stalled"
+    )
     assert dict(the_session_span(telemetry).attributes) == session_attributes(
-        silent=True, agent_spoke=False, answered=0, dead=0, errors=0
+        silent=True, agent_spoke=False, answered=0, dead=0, errors=0, silence_cause="stalled"
     )
 
 
@@ -629,10 +638,13 @@ async def test_tool_call_then_empty_reply_is_tool_only(telemetry, outcomes) -> N
         BACK_TO_LISTENING,
     ]
     assert outcomes == ["tool_only"]
-    # not dead; the agent never spoke, so the session is silent (docs/sessions.md)
-    assert session_part(telemetry.series()) == session_series(agent_spoke=False, turns=1)
+    # not dead; the agent never spoke, so the session is silent (docs/sessions.md): the reply
+    # after the tool was empty
+    assert session_part(telemetry.series()) == session_series(
+        agent_spoke=False, turns=1, cause="empty_reply"
+    )
     assert dict(the_session_span(telemetry).attributes) == session_attributes(
-        silent=True, agent_spoke=False, answered=0, dead=0, errors=0
+        silent=True, agent_spoke=False, answered=0, dead=0, errors=0, silence_cause="empty_reply"
     )
 
 
@@ -760,8 +772,9 @@ async def test_fallback_children_errors_count_in_the_session(telemetry, outcomes
         await start(session)
         with pytest.raises(APIError):
             await asyncio.wait_for(session.run(user_input="hello there"), TIMEOUT)
-        # each child: the request, then a background recovery probe (fails the same way)
-        assert await wait_until(lambda: len(telemetry.attempt_spans()) == 5)
+        # each child: the request, then a background recovery probe (fails the same way); the
+        # adapter's own "all LLMs failed" reports its children's failures: not one more
+        assert await wait_until(lambda: len(telemetry.attempt_spans()) == 4)
     finally:
         await close(session)
 
@@ -776,13 +789,16 @@ async def test_fallback_children_errors_count_in_the_session(telemetry, outcomes
         ("session_error", False),
     ]
     providers = Counter(s.attributes[n.A_PROVIDER] for s in telemetry.attempt_spans())
-    assert providers == {"primary": 2, "secondary": 2, "fallback_adapter": 1}
+    assert providers == {"primary": 2, "secondary": 2}
     assert outcomes == ["dead_error"]
+    # what killed the turn: both children failed, neither terminally; the last to fail was the
+    # secondary, rate limited. Not the adapter's own "all LLMs failed" (it reports the children's
+    # failures), nor the background recovery probes, which may land before the turn ends
     assert session_part(telemetry.series()) == session_series(
-        agent_spoke=False, turns=1, dead={"error": 1}
+        agent_spoke=False, turns=1, dead={"error": 1}, cause="rate_limited"
     )
     assert dict(the_session_span(telemetry).attributes) == session_attributes(
-        silent=True, agent_spoke=False, answered=0, dead=1, errors=5
+        silent=True, agent_spoke=False, answered=0, dead=1, errors=4, silence_cause="rate_limited"
     )
 
 

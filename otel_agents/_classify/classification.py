@@ -29,8 +29,9 @@ not say "cancelled").
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any, Final, NamedTuple
+from typing import Any, Final, NamedTuple, cast
 
+from ..names import ErrorClass
 from .chain import exception_chain, kind, root_index
 from .link import read_link
 from .quota import Quota, find_quota_in, is_credit_category, may_hold_quota
@@ -63,7 +64,7 @@ class Classification(NamedTuple):
     #: the deepest link of the chain that is not an artefact (see :func:`root_index`)
     root: BaseException
     root_cause_type: str
-    error_class: str
+    error_class: ErrorClass
     quota: Quota | None
     terminal: bool
 
@@ -189,11 +190,11 @@ def _error_class(
     terminal: bool,
     signal: str | None,
     status: int | None,
-) -> str:
+) -> ErrorClass:
     if quota is not None:
         return "quota_exhausted" if terminal else "rate_limited"
     if signal is not None:
-        return signal
+        return cast(ErrorClass, signal)  # one of the constants of PROVIDER_TERMINAL_CODES
     if status is not None:
         if status in (401, 403):
             return "auth"
@@ -213,5 +214,5 @@ def _error_class(
     for i in range(root, -1, -1):
         found = kind(type(chain[i]))
         if found is not None:
-            return found
+            return cast(ErrorClass, found)  # one of the constants of KIND_ORDER
     return "unknown"

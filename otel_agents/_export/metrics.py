@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import threading
+import time
 from collections.abc import Callable
 from typing import Any, Final
 
@@ -211,6 +212,126 @@ class LiveGauge:
         self._metric.set(0)
 
 
+class PreparedSet:
+    """One :class:`SetGauge` series prepared for a hot path (``quota_headers``).
+
+    ``set(value)`` sets it, and its OTel mirror. ``held``, when not ``None``, holds in its
+    ``_value`` what this process last set on the series, and setting that same value again may
+    be skipped: nothing anyone reads would change. That is so without an OTel mirror (a gauge's
+    export interval without a measurement can have no point), in a single process (nothing
+    merges), and across processes merged by ``max`` (this process's file keeps its value). Not
+    for ``mostrecent`` across processes: the skipped set would leave this process's timestamp
+    old, so another process's older reading could win the merge (``held`` is ``None``).
+    """
+
+    __slots__ = ("held", "set")
+
+    def __init__(self, setter: Callable[[float], None], held: Any) -> None:
+        self.set = setter
+        self.held = held
+
+
+class SetGauge:
+    """A labelled gauge set to a value (a quota's limit or use), combined across processes by
+    ``max`` or ``mostrecent``, never summed; children cached under a series budget."""
+
+    __slots__ = (
+        "_budget",
+        "_children",
+        "_fold",
+        "_label_names",
+        "_lock",
+        "_metric",
+        "_mirror",
+        "name",
+    )
+
+    def __init__(
+        self,
+        metric: Gauge,
+        name: str,
+        budget: int,
+        fold: Callable[[tuple[str, ...]], tuple[str, ...]],
+    ) -> None:
+        self._metric = metric
+        self.name = name
+        self._budget = budget
+        self._fold = fold
+        self._children: dict[tuple[str, ...], Any] = {}
+        self._lock = threading.Lock()
+        self._mirror: Any = None  # an OTel Gauge, when an OTLP endpoint is set
+        self._label_names: tuple[str, ...] = tuple(metric._labelnames)
+
+    def set(self, value: float, labels: tuple[str, ...]) -> None:
+        child = self._children.get(labels)
+        if child is None:
+            labels, child = self._child(labels)
+        child.set(value)
+        mirror = self._mirror
+        if mirror is not None:
+            global _mirror_generation
+            mirror.set(value, dict(zip(self._label_names, labels, strict=True)))
+            _mirror_generation += 1
+
+    def _child(self, labels: tuple[str, ...]) -> tuple[tuple[str, ...], Any]:
+        """The series of ``labels`` (created, or folded when the budget is spent), and the
+        labels it has."""
+        with self._lock:
+            child = self._children.get(labels)
+            if child is None:
+                if len(self._children) >= self._budget:
+                    labels = self._fold(labels)
+                child = self._children.get(labels)
+                if child is None:
+                    child = self._children[labels] = self._metric.labels(*labels)
+            return labels, child
+
+    def prepare(self, labels: tuple[str, ...]) -> PreparedSet:
+        """``set(value, labels)`` for one series, resolved once (creates the series: call it
+        when there is a value to set). Valid until :meth:`Metrics.clear` or
+        :meth:`Metrics.mirror_to` (``Metrics.generation`` changes)."""
+        labels, child = self._child(labels)
+        value = child._value
+        mirror = self._mirror
+        multiprocess = bool(getattr(value, "_multiprocess", True))
+        most_recent = bool(getattr(child, "_is_most_recent", True))
+        if mirror is not None:
+            attributes = dict(zip(self._label_names, labels, strict=True))
+            child_set = child.set
+
+            def set_mirrored(number: float) -> None:
+                global _mirror_generation
+                child_set(number)
+                mirror.set(number, attributes)
+                _mirror_generation += 1
+
+            return PreparedSet(set_mirrored, None)
+        if multiprocess and most_recent:
+            value_set, now = value.set, time.time
+
+            def set_most_recent(number: float) -> None:
+                value_set(number, now())
+
+            # a skipped set would leave this process's timestamp old: another process's older
+            # reading could then win the mostrecent merge
+            return PreparedSet(set_most_recent, None)
+        # a single process (nothing merges), or max across processes (the file keeps it)
+        return PreparedSet(value.set, value if hasattr(value, "_value") else None)
+
+    def value(self, labels: tuple[str, ...]) -> float | None:
+        child = self._children.get(labels)
+        return None if child is None else float(child._value.get())
+
+    @property
+    def series(self) -> int:
+        return len(self._children)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._children.clear()
+            self._metric.clear()
+
+
 def count_internal_error(where: n.Where) -> None:
     """Count a contained failure of otel-agents itself in
     ``otel_agents_internal_errors_total{where}``, from anywhere. Never raises."""
@@ -237,14 +358,23 @@ class Metrics:
     silent_sessions: Family
     user_turns: Family
     dead_turns: Family
+    unheard_speech: Family
+    fallback_switches: Family
+    fallback_exhausted: Family
     sessions_active: LiveGauge
     unanswered_turns: LiveGauge
+    quota_limit: SetGauge
+    quota_used: SetGauge
+    retry_wait: Histo
     time_to_first_speech: Histo
     response_latency: Histo
     session_duration: Histo
 
     def __init__(self, registry: CollectorRegistry = REGISTRY) -> None:
-        self.by_name: dict[str, Family | LiveGauge | Histo] = {}
+        self.by_name: dict[str, Family | LiveGauge | SetGauge | Histo] = {}
+        #: changes whenever series or mirrors are replaced (``clear``, ``mirror_to``): what was
+        #: prepared from them (``SetGauge.prepare``) is then stale
+        self.generation = 0
         #: the recorder's prepared increments, by kind of failed attempt (cleared with the
         #: series they point at, and when the OTel mirror changes)
         self.prepared: dict[tuple[Any, ...], tuple[Callable[[], None], ...]] = {}
@@ -267,12 +397,14 @@ class Metrics:
         return tuple(m for m in self.by_name.values() if isinstance(m, LiveGauge))
 
     def clear(self) -> None:
+        self.generation += 1
         self.prepared.clear()
         for metric in self.by_name.values():
             metric.clear()
 
     def mirror_to(self, meter: Any) -> None:
         """Also send every measurement to OTel instruments from ``meter`` (``None``: stop)."""
+        self.generation += 1
         self.prepared.clear()
         for spec in n.METRICS:
             metric = self.by_name[spec.name]
@@ -280,6 +412,8 @@ class Metrics:
                 metric._mirror = None
             elif spec.kind == "counter":
                 metric._mirror = meter.create_counter(spec.otlp_name, description=spec.help)
+            elif isinstance(metric, SetGauge):
+                metric._mirror = meter.create_gauge(spec.otlp_name, description=spec.help)
             elif spec.kind == "histogram":
                 metric._mirror = meter.create_histogram(
                     spec.otlp_name,
@@ -291,7 +425,7 @@ class Metrics:
                 metric._mirror = meter.create_up_down_counter(spec.otlp_name, description=spec.help)
 
 
-def _build(spec: n.Metric, registry: CollectorRegistry) -> Family | LiveGauge | Histo:
+def _build(spec: n.Metric, registry: CollectorRegistry) -> Family | LiveGauge | SetGauge | Histo:
     if spec.kind == "counter":
         # prometheus_client appends _total itself
         counter = Counter(
@@ -299,6 +433,16 @@ def _build(spec: n.Metric, registry: CollectorRegistry) -> Family | LiveGauge | 
         )
         positions = tuple(spec.label_names.index(label) for label in spec.fold)
         return Family(counter, spec.name, spec.budget, _fold_positions(*positions))
+    if spec.kind == "gauge" and spec.labels:
+        labelled = Gauge(
+            spec.name,
+            spec.help,
+            spec.label_names,
+            registry=registry,
+            multiprocess_mode=spec.multiprocess_mode,
+        )
+        positions = tuple(spec.label_names.index(label) for label in spec.fold)
+        return SetGauge(labelled, spec.name, spec.budget, _fold_positions(*positions))
     if spec.kind == "gauge":
         # summed over live processes: a dead job process's file goes with mark_process_dead
         gauge = Gauge(spec.name, spec.help, registry=registry, multiprocess_mode="livesum")

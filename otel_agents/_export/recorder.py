@@ -21,7 +21,7 @@ from opentelemetry.trace import SpanKind, Status, StatusCode
 from .. import names as n
 from .._classify import safe_message
 from . import labels as lbl
-from .metrics import Metrics
+from .metrics import Metrics, PreparedSet
 from .records import AttemptRecord, SessionRecord, TaskErrorRecord
 from .redact import (
     ELLIPSIS,
@@ -129,6 +129,7 @@ def session_span_attributes(fields: dict[str, Any]) -> dict[str, Any]:
         (
             (n.S_CLOSE_REASON, fields["close_reason"]),
             (n.S_SILENT, fields["silent"]),
+            (n.S_SILENCE_CAUSE, fields["silence_cause"]),
             (n.S_AGENT_SPOKE, fields["agent_spoke"]),
             (n.S_USER_SPOKE, fields["user_spoke"]),
             (n.S_USER_TURNS, fields["user_turns"]),
@@ -177,6 +178,11 @@ class Recorder:
 
     def request_ok(self, component: n.Component, provider: str) -> None:
         self.metrics.requests.inc((component, lbl.provider(_name(provider)), "ok"))
+
+    def retry_wait(self, component: n.Component, seconds: float) -> None:
+        """A request that had a failed attempt ended: from its first attempt's start to its
+        last's (what its retries cost the caller)."""
+        self.metrics.retry_wait.observe(max(0.0, seconds), (component,))
 
     # --- failed attempts ----------------------------------------------------------------------
 
@@ -296,6 +302,10 @@ class Recorder:
     def dead_turn(self, cause: n.DeadTurnCause) -> None:
         self.metrics.dead_turns.inc((cause,))
 
+    def unheard_speech(self, cause: n.UnheardCause) -> None:
+        """An agent reply the caller never heard (``docs/sessions.md``)."""
+        self.metrics.unheard_speech.inc((cause,))
+
     def first_speech(self, seconds: float) -> None:
         self.metrics.time_to_first_speech.observe(seconds)
 
@@ -329,7 +339,7 @@ class Recorder:
         reason = rec.close_reason
         m.sessions_closed.inc((reason, spoke))
         if rec.silent:
-            m.silent_sessions.inc((reason,))
+            m.silent_sessions.inc((reason, rec.silence_cause or "unknown"))
         m.session_duration.observe(max(0.0, rec.closed_at - rec.started_at), (reason,))
         m.sessions_active.add(-1)
 
@@ -357,6 +367,52 @@ class Recorder:
         except Exception:
             self.internal_error("export_log")
         self._observe(rec)
+
+    # --- provider quotas (response headers) and FallbackAdapters -------------------------------
+
+    def quota(
+        self,
+        provider: str | None,
+        dimension: n.QuotaDimension,
+        limit: float | None,
+        used: float | None,
+    ) -> None:
+        """A quota a provider's response headers stated: its limit and use (``None``: the
+        header was absent, which means unknown, never zero: no sample)."""
+        labels = (lbl.provider(_name(provider)), dimension)
+        if limit is not None:
+            self.metrics.quota_limit.set(limit, labels)
+        if used is not None:
+            self.metrics.quota_used.set(used, labels)
+
+    def quota_gauge(
+        self, provider: str | None, dimension: n.QuotaDimension, used: bool
+    ) -> PreparedSet:
+        """:meth:`quota` prepared for one series: the limit's (``used=False``) or the use's of
+        ``provider``'s ``dimension`` (created now: prepare it when there is a value). Stale when
+        ``self.metrics.generation`` changes."""
+        labels = (lbl.provider(_name(provider)), dimension)
+        gauge = self.metrics.quota_used if used else self.metrics.quota_limit
+        return gauge.prepare(labels)
+
+    def fallback_switch(
+        self, component: n.Component, from_provider: str | None, to_provider: str | None
+    ) -> dict[str, Any]:
+        """Count a FallbackAdapter's switch; the attributes of its session span event."""
+        source, target = _name(from_provider), _name(to_provider)
+        self.metrics.fallback_switches.inc((component, lbl.provider(source), lbl.provider(target)))
+        return exportable(
+            (
+                (n.A_COMPONENT, component),
+                (n.E_FALLBACK_FROM_PROVIDER, source or n.UNKNOWN),
+                (n.E_FALLBACK_TO_PROVIDER, target or n.UNKNOWN),
+            )
+        )
+
+    def fallback_exhausted(self, component: n.Component) -> dict[str, Any]:
+        """Count a FallbackAdapter request every provider failed; its span event's attributes."""
+        self.metrics.fallback_exhausted.inc((component,))
+        return {n.A_COMPONENT: component}
 
     # --- unhandled task errors ----------------------------------------------------------------
 

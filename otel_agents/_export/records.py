@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .._classify import Classification
-from ..names import Component
+from ..names import Component, SilenceCause
 
 
 @dataclass(slots=True)
@@ -32,6 +32,8 @@ class SessionRecord:
 
     close_reason: str
     silent: bool
+    #: why a silent session was silent (``None`` when it was not)
+    silence_cause: SilenceCause | None
     agent_spoke: bool
     user_spoke: bool
     user_turns: int
@@ -52,6 +54,7 @@ class SessionRecord:
         return {
             "close_reason": self.close_reason,
             "silent": self.silent,
+            "silence_cause": self.silence_cause,
             "agent_spoke": self.agent_spoke,
             "user_spoke": self.user_spoke,
             "user_turns": self.user_turns,

@@ -119,7 +119,8 @@ def _session_line(s: Mapping[str, Any]) -> str:
     parts = [f"closed {s.get(n.S_CLOSE_REASON, '?')}"]
     ttfs = s.get(n.S_TIME_TO_FIRST_SPEECH)
     if s.get(n.S_SILENT):
-        parts.append("SILENT: the user spoke, the agent never did")
+        parts.append("SILENT: the user spoke, the caller never heard the agent")
+        parts.append(f"cause {s.get(n.S_SILENCE_CAUSE, n.UNKNOWN)}")
     elif ttfs is not None:
         parts.append(f"first speech after {float(ttfs):.2f} s")
     counts = f"{turns} turn{'s' if turns != 1 else ''}: {answered} answered"
@@ -202,6 +203,11 @@ def format_totals(totals: Mapping[str, Mapping[tuple[tuple[str, str], ...], floa
             _sum(totals, n.DEAD_TURNS),
             f"{_sum(totals, n.DEAD_TURNS, cause='error')} error, "
             f"{_sum(totals, n.DEAD_TURNS, cause='empty')} empty",
+        ),
+        (
+            n.UNHEARD_SPEECH,
+            _sum(totals, n.UNHEARD_SPEECH),
+            f"{_sum(totals, n.UNHEARD_SPEECH, cause='never_played')} never played",
         ),
     ]
     width = max(len(name) for name, _, _ in rows)
