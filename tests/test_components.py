@@ -821,6 +821,10 @@ async def test_llm_fallback_adapter_child_failures_in_a_session(telemetry) -> No
         **ssl_series("llm", "primary", final=True, value=2),
         series(REQUESTS, component="llm", provider="primary", outcome="failed"): 2,
         series(REQUESTS, component="llm", provider="backup", outcome="ok"): 1,
+        # one switch: the probe fails a provider already marked down
+        series(
+            n.FALLBACK_SWITCHES, component="llm", from_provider="primary", to_provider="backup"
+        ): 1,
         **session_series(),  # one answered turn
     }
 
@@ -854,6 +858,12 @@ async def test_tts_fallback_adapter_child_failures(telemetry) -> None:
         **ssl_series("tts", "tts-primary", final=True, value=2),
         series(REQUESTS, component="tts", provider="tts-primary", outcome="failed"): 2,
         series(REQUESTS, component="tts", provider="tts-backup", outcome="ok"): 1,
+        series(
+            n.FALLBACK_SWITCHES,
+            component="tts",
+            from_provider="tts-primary",
+            to_provider="tts-backup",
+        ): 1,
     }
 
 

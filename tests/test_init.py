@@ -120,12 +120,20 @@ def test_meter_provider_is_used_but_never_made_global() -> None:
     assert otel_metrics.get_meter_provider() is before
     data = reader.get_metrics_data()
     assert data is not None
-    points = {
-        m.name: [(dict(p.attributes or {}), p.value) for p in m.data.data_points]  # type: ignore[union-attr]
+    metrics = {
+        m.name: m.data.data_points
         for rm in data.resource_metrics
         for sm in rm.scope_metrics
         for m in sm.metrics
     }
+    points = {
+        name: [(dict(p.attributes or {}), p.value) for p in data_points]  # type: ignore[union-attr]
+        for name, data_points in metrics.items()
+        if name != "otel_agents.retry_wait_seconds"
+    }
+    # one request, one failed attempt and no retry: its retry wait is 0
+    (wait,) = metrics["otel_agents.retry_wait_seconds"]
+    assert (dict(wait.attributes or {}), wait.count, wait.sum) == ({"component": "llm"}, 1, 0)  # type: ignore[union-attr]
     assert points["otel_agents.attempt_failures"] == [
         (
             {

@@ -173,6 +173,20 @@ def key(name: str, **labels: str) -> Key:
     return (name, tuple(sorted(labels.items())))
 
 
+def silence_cause(session: Session) -> str:
+    """Why the caller of a session whose one turn was not answered heard nothing: the failure
+    that killed the turn (none of these is terminal: the request's last), or an empty reply."""
+    failed: list[Failure] = []
+    for attempt in range(session.max_retry + 1):
+        step = session.script[min(attempt, len(session.script) - 1)]
+        if step not in FAILURES:
+            assert not step, "an answered turn: the session was not silent"
+            return "empty_reply"
+        failed.append(FAILURES[step])
+    assert all(f.quota is None or f.quota[2] == "false" for f in failed)
+    return failed[-1].error_class
+
+
 def llm_request(provider: str, session: Session) -> tuple[Counter[Key], str]:
     """What one LLM request of ``session``'s script records, and the turn's outcome.
 
@@ -227,6 +241,15 @@ def opened_totals() -> Counter[Key]:
     return Counter({key(n.SESSIONS_STARTED): 1, key(n.USER_TURNS): 1})
 
 
+def request_counts(session: Session) -> Counter[Key]:
+    """The histogram counts of one LLM request of ``session``'s script: a request with a failed
+    attempt observes its retry wait once, when it ends."""
+    counts: Counter[Key] = Counter()
+    if session.script and session.script[0] in FAILURES:
+        counts[key(n.RETRY_WAIT + "_count", component="llm")] += 1
+    return counts
+
+
 def session_totals(provider: str, session: Session) -> tuple[Counter[Key], Counter[Key]]:
     """The counters and the histogram counts one closed session adds."""
     totals, outcome = llm_request(provider, session)
@@ -235,10 +258,11 @@ def session_totals(provider: str, session: Session) -> tuple[Counter[Key], Count
     spoke = outcome == "answered"
     totals[key(n.SESSIONS_CLOSED, reason=reason, agent_spoke=str(spoke).lower())] += 1
     if not spoke:
-        totals[key(n.SILENT_SESSIONS, reason=reason)] += 1
+        totals[key(n.SILENT_SESSIONS, reason=reason, cause=silence_cause(session))] += 1
     if outcome.startswith("dead_"):
         totals[key(n.DEAD_TURNS, cause=outcome.removeprefix("dead_"))] += 1
-    counts: Counter[Key] = Counter({key(n.SESSION_DURATION + "_count", reason=reason): 1})
+    counts = request_counts(session)
+    counts[key(n.SESSION_DURATION + "_count", reason=reason)] += 1
     if spoke:
         counts[key(n.TIME_TO_FIRST_SPEECH + "_count")] += 1
         counts[key(n.RESPONSE_LATENCY + "_count")] += 1
@@ -538,6 +562,7 @@ class Expected:
 
     def request(self, provider: str, spec: Session) -> None:
         self.totals += llm_request(provider, spec)[0]
+        self.counts += request_counts(spec)
 
     def session(self, provider: str, spec: Session) -> None:
         totals, counts = session_totals(provider, spec)

@@ -151,6 +151,10 @@ def expected(room: str) -> Expected:
     script = list(SCRIPTS[room])
     answered = failed_requests = errors = 0
     terminal = False
+    # what a silence is blamed on: the first dead turn killed by a terminal failure (its first
+    # terminal one), else the last dead turn's last failure
+    killed_by: str | None = None
+    killed_terminal = False
     for _ in turns:
         out.requests += 1
         failures: list[Failure] = []
@@ -192,17 +196,25 @@ def expected(room: str) -> Expected:
             )
         outcome = "ok" if reply else "failed"
         c[key(n.REQUESTS, component="llm", provider=PROVIDER, outcome=outcome)] += 1
+        if failures:
+            # a request with a failed attempt: its retry wait is observed once, when it ends
+            out.histograms[key(n.RETRY_WAIT + "_count", component="llm")] += 1
         if reply:
             answered += 1
         else:
             failed_requests += 1
             c[key(n.DEAD_TURNS, cause="error")] += 1
+            terminals = [f for f in failures if f.terminal]
+            if not killed_terminal:
+                killed_by = (terminals or failures[-1:])[0].error_class
+                killed_terminal = bool(terminals)
     reason = "error" if failed_requests > MAX_UNRECOVERABLE_ERRORS else "user_initiated"
     assert (reason == "error") == (room in CLOSES_ITSELF), room
     spoke = answered > 0
     c[key(n.SESSIONS_CLOSED, reason=reason, agent_spoke=str(spoke).lower())] += 1
     if not spoke:
-        c[key(n.SILENT_SESSIONS, reason=reason)] += 1
+        assert killed_by is not None
+        c[key(n.SILENT_SESSIONS, reason=reason, cause=killed_by)] += 1
     h = out.histograms
     h[key(n.SESSION_DURATION + "_count", reason=reason)] += 1
     if spoke:
@@ -211,6 +223,7 @@ def expected(room: str) -> Expected:
     out.session = {
         n.S_CLOSE_REASON: reason,
         n.S_SILENT: not spoke,
+        n.S_SILENCE_CAUSE: None if spoke else killed_by,
         n.S_AGENT_SPOKE: spoke,
         n.S_USER_TURNS: len(turns),
         n.S_ANSWERED_TURNS: answered,

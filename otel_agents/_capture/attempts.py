@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import functools
+import re
 import threading
 import time
 import weakref
@@ -33,7 +34,7 @@ from .. import names as n
 from .._classify import Classification, classify
 from .._export.recorder import Recorder
 from .._export.records import AttemptRecord
-from . import sessions
+from . import flows, never_events, sessions
 from .events import one_arg
 
 #: a request with no failure for this long starts again at attempt 0
@@ -42,9 +43,10 @@ QUIET_GAP_S: Final = 30.0
 _attached: weakref.WeakSet[object] = weakref.WeakSet()
 _attached_lock = threading.Lock()
 
-# The realtime FallbackAdapter's session re-emits its child's error (the same exception object,
-# sometimes in a model_copy of the event): the child's record is the one that counts.
-_last_realtime_error: BaseException | None = None
+#: the hooks of every attached provider instance, by instance
+_instances: weakref.WeakKeyDictionary[object, _Instance] = weakref.WeakKeyDictionary()
+#: instances known only from their session's ``error`` event (built before ``init()``)
+_session_instances: weakref.WeakKeyDictionary[object, _Instance] = weakref.WeakKeyDictionary()
 
 # A TTS that implements synthesize() with its own stream() (livekit's _ChunkedStreamFromStream,
 # used by inference.TTS) emits each failure twice: once from the inner max_retry=0 stream and
@@ -82,6 +84,7 @@ class _Instance:
         "per_instance",
         "provider",
         "requests",
+        "wrapper",
     )
 
     def __init__(self, owner: object, component: n.Component) -> None:
@@ -93,11 +96,27 @@ class _Instance:
         self.requests: dict[object, _Request] = {}
         # a TTS's inner-stream error, classified before livekit clobbers its chain
         self.inner_error: tuple[BaseException, Classification] | None = None
+        # whether it wraps other providers (``flows.holds_providers``): read at its first
+        # event, once its subclass's __init__ has set its attributes
+        self.wrapper: bool | None = None
+
+    def is_wrapper(self) -> bool:
+        wrapper = self.wrapper
+        if wrapper is None:
+            owner = self.owner()
+            wrapper = self.wrapper = owner is not None and flows.holds_providers(
+                owner, self.component
+            )
+        return wrapper
 
     def provider_name(self) -> str:
         # Read lazily: subclasses set what ``provider`` reads after the base __init__ ran.
         if self.provider is None:
-            self.provider = _provider_name(self.owner()) or n.UNKNOWN
+            owner = self.owner()
+            if owner is not None and self.is_wrapper():
+                self.provider = _wrapper_name(owner)
+            else:
+                self.provider = _provider_name(owner) or n.UNKNOWN
         return self.provider
 
     def request_for(self, key: object) -> _Request:
@@ -115,16 +134,22 @@ def _forget(inst_ref: weakref.ref[_Instance], task: asyncio.Task[Any]) -> None:
         inst.requests.pop(task, None)
 
 
-def _is_wrapper(owner: object) -> bool:
-    name = type(owner).__name__
-    return name == "FallbackAdapter" or name.startswith("_Fallback")
+_CAMEL = re.compile(r"(?<=[a-z0-9])(?=[A-Z])")
+
+
+def _wrapper_name(owner: object) -> str:
+    """A wrapper's provider label: its class name in snake case (``FallbackAdapter`` ->
+    ``fallback_adapter``): a wrapper's own ``provider`` names the child it would use next."""
+    try:
+        name = type(owner).__name__
+    except Exception:
+        return n.UNKNOWN
+    return _CAMEL.sub("_", name).lower().strip("_") or n.UNKNOWN
 
 
 def _provider_name(owner: object) -> str | None:
     if owner is None:
         return None
-    if _is_wrapper(owner):
-        return "fallback_adapter"
     try:
         source = owner
         if not hasattr(type(owner), "provider"):  # a RealtimeSession asks its model
@@ -154,40 +179,61 @@ def _request_key(inst: _Instance) -> object:
     return _ONE_KEY if task is None else task
 
 
-def _make_error_handler(inst: _Instance, emitter: object) -> Callable[[Any], None]:
-    is_wrapper = _is_wrapper(emitter)
+def _make_error_handler(inst: _Instance) -> Callable[[Any], None]:
     is_tts = inst.component == "tts"
-    is_realtime = inst.component == "realtime"
 
     def on_error(ev: Any) -> None:
-        global _last_realtime_error
         runtime = _runtime.current
         if runtime is None:
             return
         recorder = runtime.recorder
         try:
             error = ev.error
-            if is_realtime:
-                if is_wrapper and error is _last_realtime_error:
-                    return
-                _last_realtime_error = error
-            elif is_tts and _inner_stream_tts.get() is inst.owner():
+            if is_tts and _inner_stream_tts.get() is inst.owner():
                 # The outer retry loop re-emits this same error as its own attempt, but by then
                 # livekit has re-raised it inside ``except StopAsyncIteration``, overwriting its
                 # __context__: classify it now, record it then.
                 inst.inner_error = (error, classify(error))
                 return
-            _on_error(recorder, inst, ev, error, ev.recoverable is not True)
+            if not isinstance(error, BaseException):
+                return
+            frame = flows.current.get()
+            if frame is not None and frame.inst is not inst:
+                frame = None  # another provider's request: not this instance's own
+            # only a wrapper re-reports (a leaf's errors skip the chain walk)
+            wrapper = inst.wrapper
+            if wrapper is None:
+                wrapper = inst.is_wrapper()
+            if wrapper and (
+                flows.counted_elsewhere(error, inst) or (frame is not None and frame.child_failed)
+            ):
+                # a wrapper re-reporting a failure its child counted already (the realtime
+                # FallbackAdapter's session re-emits its child's very exception; the LLM and TTS
+                # FallbackAdapters end with an "all failed" error of their own)
+                if frame is not None:
+                    frame.child_failed = False
+                flows.account(error, inst, frame)
+                sessions.acknowledge(ev)
+                return
+            _on_error(recorder, inst, ev, error, ev.recoverable is not True, frame)
         except Exception:
             recorder.internal_error("attempt_hook")
 
     return one_arg(on_error)
 
 
-def _on_error(recorder: Recorder, inst: _Instance, ev: object, error: object, final: bool) -> None:
-    if not isinstance(error, BaseException):
-        return
+def _on_error(
+    recorder: Recorder,
+    inst: _Instance,
+    ev: object,
+    error: BaseException,
+    final: bool,
+    frame: flows.Frame | None = None,
+    key: object = None,
+) -> None:
     now = time.monotonic()
+    # counted even if it cannot be classified: its task's end must not count it again
+    flows.account(error, inst, frame)
     inner = inst.inner_error
     if inner is not None and inner[0] is error:
         classification = inner[1]
@@ -199,8 +245,7 @@ def _on_error(recorder: Recorder, inst: _Instance, ev: object, error: object, fi
             recorder.internal_error("classify")
             return
     root = classification.root_cause_type
-    key = _request_key(inst)
-    request = inst.request_for(key)
+    request = inst.request_for(_request_key(inst) if key is None else key)
     if not request.open or now - request.last_failure > QUIET_GAP_S:
         request.open = True
         request.attempts = 0
@@ -222,8 +267,35 @@ def _on_error(recorder: Recorder, inst: _Instance, ev: object, error: object, fi
         classification=classification,
         timestamp_ns=time.time_ns(),
     )
+    if frame is not None:
+        frame.mark_failed_child()
+        _frame_failed(recorder, frame, attempt, final, now)
     recorder.attempt_failed(record)
     sessions.attribute_attempt(ev, record)
+
+
+def _frame_failed(
+    recorder: Recorder, frame: flows.Frame, attempt: int, final: bool, now: float
+) -> None:
+    """Retry wait: a failed attempt of ``frame``'s request; the next one starts after
+    livekit's backoff. At the final failure the request's wait is observed."""
+    if frame.observed:  # a long-lived stream failing again after it recovered: a new request
+        frame.observed = False
+        frame.failures = 0
+        frame.started = frame.last_start = now
+    frame.failures += 1
+    if final:
+        _observe_retry_wait(recorder, frame)
+    else:
+        frame.last_start = now + flows.backoff(frame.conn_options, attempt)
+
+
+def _observe_retry_wait(recorder: Recorder, frame: flows.Frame) -> None:
+    if frame.observed:
+        return
+    frame.observed = True
+    inst: _Instance = frame.inst  # type: ignore[assignment]
+    recorder.retry_wait(inst.component, max(0.0, frame.last_start - frame.started))
 
 
 def _make_metrics_handler(inst: _Instance) -> Callable[[Any], None]:
@@ -237,6 +309,9 @@ def _make_metrics_handler(inst: _Instance) -> Callable[[Any], None]:
             return
         recorder = runtime.recorder
         try:
+            # Adapters forward their children's metrics: count requests once, on the children.
+            if inst.wrapper or (inst.wrapper is None and inst.is_wrapper()):
+                return
             # synthesize-via-stream: the inner stream's metrics (streamed=True) and the outer
             # chunked stream's describe one request; count the outer's
             if (
@@ -250,6 +325,10 @@ def _make_metrics_handler(inst: _Instance) -> Callable[[Any], None]:
                 if request is not None:
                     request.open = False
             recorder.request_ok(inst.component, inst.provider or inst.provider_name())
+            # a request that succeeded after failed attempts: what its retries cost
+            frame = flows.current.get()
+            if frame is not None and frame.failures and frame.inst is inst and not frame.observed:
+                _observe_retry_wait(recorder, frame)
         except Exception:
             recorder.internal_error("request_hook")
 
@@ -275,12 +354,108 @@ def attach(emitter: Any, component: n.Component) -> None:
             return
         _attached.add(emitter)
     inst = _Instance(emitter, component)
-    emitter.on("error", _make_error_handler(inst, emitter))
-    # Adapters forward their children's metrics: count requests once, on the children.
-    if not _is_wrapper(emitter):
-        emitter.on("metrics_collected", _make_metrics_handler(inst))
+    _instances[emitter] = inst
+    emitter.on("error", _make_error_handler(inst))
+    emitter.on("metrics_collected", _make_metrics_handler(inst))
     if component == "realtime":
         emitter.on("session_reconnected", _make_reconnected_handler(inst))
+
+
+def instance_of(owner: object) -> _Instance | None:
+    """The hooks' state of an attached provider instance."""
+    if owner is None:
+        return None
+    try:
+        return _instances.get(owner)
+    except TypeError:  # unhashable
+        return None
+
+
+# --- failures that are never events (``never_events`` finds them) -----------------------------
+
+
+class _NoEvent:
+    """Stands for the livekit event a failure never had (the session counts it by identity)."""
+
+    __slots__ = ()
+
+
+def record_never_event(
+    inst: _Instance, error: BaseException, frame: flows.Frame | None, key: object = None
+) -> None:
+    """Record a failure livekit never emitted (a stream's task ended with it, ``chat()``,
+    ``stream()`` or ``synthesize()`` raised it): a final failed attempt, unless it was counted
+    already (its retry loop emitted it, or a child did). Never raises."""
+    runtime = _runtime.current
+    if runtime is None:
+        return
+    recorder = runtime.recorder
+    try:
+        if not isinstance(error, Exception):  # cancellation, exit: not a provider failure
+            return
+        if frame is not None and frame.parent is not None and frame.parent.inst is inst:
+            return  # a stream of the same provider inside another: the outer one reports it
+        if flows.counted_for(error, inst, frame) and not _still_open(inst, key):
+            return
+        _on_error(recorder, inst, _NoEvent(), error, True, frame, key)
+    except Exception:
+        recorder.internal_error("attempt_hook")
+
+
+def _still_open(inst: _Instance, key: object) -> bool:
+    """The request of ``key`` (a stream's task) had failed attempts and none final: its loop
+    emitted a retryable failure, then ended without emitting its end (it broke while handling
+    that failure). Its end is this task's exception, recorded as its final attempt."""
+    request = inst.requests.get(key) if key is not None else None
+    return request is not None and request.open
+
+
+_COMPONENT_OF_ERROR: Final[dict[str, n.Component]] = {
+    "llm_error": "llm",
+    "stt_error": "stt",
+    "tts_error": "tts",
+    "realtime_model_error": "realtime",
+}
+
+
+class _NoSource:
+    """The owner of errors whose session event names no source."""
+
+    __slots__ = ("__weakref__",)
+
+
+_no_source: dict[str, _NoSource] = {}
+
+
+def record_session_error(error_event: Any, source: object) -> None:
+    """A provider error that reached a session's ``error`` event without going through the
+    hooks (injected into the session's error path, or from a model built before ``init()``):
+    record it, once. Never raises."""
+    runtime = _runtime.current
+    if runtime is None:
+        return
+    recorder = runtime.recorder
+    try:
+        error = getattr(error_event, "error", None)
+        if not isinstance(error, BaseException) or flows.is_accounted(error):
+            return
+        component = _COMPONENT_OF_ERROR.get(getattr(error_event, "type", None) or "")
+        if component is None:
+            return
+        inst = instance_of(source)
+        if inst is None or inst.component != component:
+            owner: object = source
+            if source is None:
+                owner = _no_source.setdefault(component, _NoSource())
+            try:
+                inst = _session_instances.get(owner)
+                if inst is None:
+                    inst = _session_instances[owner] = _Instance(owner, component)
+            except TypeError:  # an unhashable source
+                inst = _Instance(_no_source.setdefault(component, _NoSource()), component)
+        _on_error(recorder, inst, error_event, error, error_event.recoverable is not True)
+    except Exception:
+        recorder.internal_error("attempt_hook")
 
 
 def wrap_init(original: Callable[..., None], component: n.Component) -> Callable[..., None]:
@@ -294,6 +469,7 @@ def wrap_init(original: Callable[..., None], component: n.Component) -> Callable
             return
         try:
             attach(self, component)
+            never_events.on_instance(self, component)
         except Exception:
             runtime.recorder.internal_error("instrument")
 
@@ -329,6 +505,5 @@ def wrap_synthesize_stream_init(original: Callable[..., None]) -> Callable[..., 
 
 
 def reset() -> None:
-    """Forget the realtime error last seen (``shutdown()``)."""
-    global _last_realtime_error
-    _last_realtime_error = None
+    """Forget the failures counted (``shutdown()``)."""
+    flows.reset()

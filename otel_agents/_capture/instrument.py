@@ -6,6 +6,10 @@ Discovery wraps a few public methods of livekit's base classes, never a private 
 * the ``__init__`` of ``llm.LLM``, ``stt.STT``, ``tts.TTS``, ``llm.RealtimeSession`` and the
   adaptive interruption detector: every provider instance gets the failed-attempt hooks;
 * ``tts.ChunkedStream`` / ``tts.SynthesizeStream.__init__``: tell a TTS's inner stream apart;
+* every stream base class's ``__init__`` and ``STT.recognize``: a request frame (wrappers found
+  by structure) and the stream's tasks watched for failures that are never events
+  (``never_events``), and each provider class's ``chat``/``stream``/``synthesize``, wrapped when
+  its first instance is built;
 * ``AgentSession.start``: every session gets a tracker;
 * ``AgentServer.run``: the worker's directory clean-up and the forkserver preload.
 
@@ -23,7 +27,7 @@ from typing import Any, Final
 
 from .. import _runtime
 from .. import names as n
-from . import attempts, sessions, worker
+from . import attempts, fallback, never_events, quota_headers, sessions, worker
 
 #: (module, class, component): the base classes whose ``__init__`` is wrapped to attach hooks
 TARGETS: Final[tuple[tuple[str, str, n.Component], ...]] = (
@@ -53,14 +57,38 @@ def _wraps() -> list[tuple[str, str, str, Wrap]]:
     ]
     return [
         *wraps,
-        ("livekit.agents.tts", "ChunkedStream", "__init__", attempts.wrap_chunked_stream_init),
+        (
+            "livekit.agents.tts",
+            "ChunkedStream",
+            "__init__",
+            lambda original: never_events.wrap_stream_init(
+                attempts.wrap_chunked_stream_init(original), "tts"
+            ),
+        ),
         (
             "livekit.agents.tts",
             "SynthesizeStream",
             "__init__",
-            attempts.wrap_synthesize_stream_init,
+            lambda original: never_events.wrap_stream_init(
+                attempts.wrap_synthesize_stream_init(original), "tts"
+            ),
         ),
+        (
+            "livekit.agents.llm",
+            "LLMStream",
+            "__init__",
+            lambda original: never_events.wrap_stream_init(original, "llm"),
+        ),
+        (
+            "livekit.agents.stt",
+            "RecognizeStream",
+            "__init__",
+            lambda original: never_events.wrap_stream_init(original, "stt"),
+        ),
+        ("livekit.agents.stt", "STT", "recognize", never_events.wrap_recognize),
         ("livekit.agents.voice", "AgentSession", "start", sessions.wrap_start),
+        *quota_headers.wraps(),  # openai SDK responses and livekit LLM streams: quota headers
+        *fallback.wraps(),  # the llm/stt/tts FallbackAdapters: switches and exhaustion
         (
             "livekit.agents.worker",
             "AgentServer",
@@ -74,22 +102,27 @@ def instrument() -> None:
     """Wrap the base classes' constructors, ``AgentSession.start`` and ``AgentServer.run``
     (idempotent). The hooks record to ``otel_agents._runtime.current``."""
     with _lock:
+        # several wraps of one method (a stream's __init__) compose, in the order listed
+        wrapped_now: set[tuple[type, str]] = set()
         for module_name, class_name, attribute, wrap in _wraps():
             try:
                 cls = getattr(importlib.import_module(module_name), class_name)
             except Exception:  # an optional part of livekit that is not there
                 continue
-            if (cls, attribute) in _originals:
+            key = (cls, attribute)
+            if key in _originals and key not in wrapped_now:
                 continue
-            original = cls.__dict__[attribute]
-            _originals[(cls, attribute)] = original
-            setattr(cls, attribute, wrap(original))
+            current = cls.__dict__[attribute]
+            _originals.setdefault(key, current)
+            wrapped_now.add(key)
+            setattr(cls, attribute, wrap(current))
 
 
 def uninstrument() -> None:
     """Restore the wrapped methods; handlers already attached become no-ops."""
     with _lock:
         attempts.reset()
+        never_events.unwrap_entries()
         for (cls, attribute), original in _originals.items():
             setattr(cls, attribute, original)
         _originals.clear()

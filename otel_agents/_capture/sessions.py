@@ -21,10 +21,12 @@ from typing import Any
 from .. import _runtime
 from .._export.records import AttemptRecord
 from . import task_errors
+from .events import one_arg
 from .tracker import SessionTracker, _by_session, _open, _unpublished, current
 
 __all__ = [
     "SessionTracker",
+    "acknowledge",
     "attribute_attempt",
     "current",
     "finalize_all",
@@ -57,6 +59,9 @@ def wrap_start(original: Callable[..., Any]) -> Callable[..., Any]:
         if runtime is not None and getattr(self, "_started", False) is False:
             recorder, silence_timeout = runtime.recorder, runtime.settings.silence_timeout
             try:
+                # before the tracker's own handler: an error that reaches the session without
+                # having been recorded is recorded first, so the tracker counts it once
+                _hook_session_errors(self)
                 previous = _by_session.get(self)
                 if previous is not None:  # restarted without a close we saw
                     previous.finalize("other")
@@ -84,6 +89,33 @@ def wrap_start(original: Callable[..., Any]) -> Callable[..., Any]:
     return start
 
 
+_error_hooked: weakref.WeakSet[object] = weakref.WeakSet()
+
+
+def _on_session_error(ev: Any) -> None:
+    runtime = _runtime.current
+    if runtime is None:
+        return
+    try:
+        from .attempts import record_session_error
+
+        record_session_error(ev.error, getattr(ev, "source", None))
+    except Exception:
+        runtime.recorder.internal_error("session_hook")
+
+
+_SESSION_ERROR_HANDLER = one_arg(_on_session_error)
+
+
+def _hook_session_errors(session: Any) -> None:
+    """Record the provider errors that reach ``session``'s ``error`` event without an event of
+    their provider's (injected into the session's error path; models built before init())."""
+    if session in _error_hooked:
+        return
+    _error_hooked.add(session)
+    session.on("error", _SESSION_ERROR_HANDLER)
+
+
 def _register_job_shutdown(tracker: SessionTracker) -> bool:
     """Tell ``tracker`` the job's shutdown reason when it comes; whether there is a job."""
     job = _job_context()
@@ -109,6 +141,15 @@ def attribute_attempt(event: object, record: AttemptRecord) -> None:
     tracker = ref() if ref is not None else _only_session_of_running_loop()
     if tracker is not None:
         tracker.on_attempt(id(event), record)
+
+
+def acknowledge(event: object) -> None:
+    """A provider error event that re-reports a failure already counted (a wrapper's): the
+    session must not count it again when livekit forwards it to the session's ``error``."""
+    ref = current.get()
+    tracker = ref() if ref is not None else _only_session_of_running_loop()
+    if tracker is not None and not tracker.closed:
+        tracker.seen_errors.append(id(event))
 
 
 def _only_session_of_running_loop() -> SessionTracker | None:
