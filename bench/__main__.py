@@ -27,6 +27,7 @@ from bench import _common as c
 #: in running order: the timed benchmarks first, the memory one (parallel children) last
 MODULES = (
     "hook_cost",
+    "quota_headers",
     "redact_cost",
     "turn_cost",
     "session_cost",

@@ -1,4 +1,4 @@
-"""``make bench`` keeps working: one cheap benchmark, at tiny sizes, returns its figures, and the
+"""``make bench`` keeps working: the cheap benchmarks, at tiny sizes, return their figures, and the
 README's results table is rewritten between its markers. Not a timed test: no timing is
 asserted (benchmarks measure, tests do not)."""
 
@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from bench import __main__ as bench_main
-from bench import _common, hook_cost
+from bench import _common, hook_cost, quota_headers
 
 
 def test_hook_cost_runs_and_reports_its_figures(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -33,6 +33,23 @@ def test_hook_cost_runs_and_reports_its_figures(monkeypatch: pytest.MonkeyPatch)
         assert f.ratio is not None
         assert f.met in (True, False)  # every one of them has a target
     json.dumps(_common.jsonable(result))  # what results/hook_cost.json gets
+
+
+def test_quota_headers_runs_and_reports_its_figures(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(quota_headers, "BATCH", 10)
+    monkeypatch.setattr(quota_headers, "ROUNDS", 2)
+    monkeypatch.setattr(_common, "configure_logging", lambda: None)  # leave the root logger
+    result = quota_headers.run()
+    assert {"baseline_us", "capture_us", "six_gauge_sets_us", "figures"} <= set(result)
+    figures = _common.figures_of(result)
+    assert {f.key for f in figures} == {"quota.response", "quota.capture"}
+    for f in figures:
+        assert f.value > 0
+        assert f.baseline is not None
+        assert f.baseline > 0
+        assert f.ratio is not None
+        assert f.met in (True, False)
+    json.dumps(_common.jsonable(result))  # what results/quota_headers.json gets
 
 
 def test_the_readme_table_is_rewritten_between_its_markers(

@@ -24,6 +24,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from otel_agents import names as n
+from otel_agents.demo.gateway import DEFAULT_RPM_LIMIT, DEFAULT_TPM_LIMIT
 from otel_agents.demo.tracefile import read_spans
 
 from otlp import OtlpReceiver
@@ -35,6 +36,8 @@ OPENAI_503 = "openai.InternalServerError"
 OPENAI_429 = "openai.RateLimitError"
 OPENAI_401 = "openai.AuthenticationError"
 TTS_WS_ERROR = "livekit.agents.APIError"
+#: tts-broken: livekit's AudioEmitter, given audio before any message named a session
+AUDIO_EMITTER_ERROR = "RuntimeError"
 
 Labels = tuple[tuple[str, str], ...]
 
@@ -112,13 +115,17 @@ def session(
     *,
     close_reason: str = "user_initiated",
     silent: bool = False,
+    cause: str | None = None,
     terminal: bool = False,
     unanswered: int = 0,
 ) -> dict[str, Any]:
-    """The fields of one ``otel_agents.session`` record that a scenario determines."""
+    """The fields of one ``otel_agents.session`` record that a scenario determines (a silent
+    session's ``cause``: why the caller heard nothing)."""
+    assert silent == (cause is not None)
     return {
         "close_reason": close_reason,
         "silent": silent,
+        "silence_cause": cause,
         "turns": turns,
         "answered": answered,
         "dead": dead,
@@ -152,13 +159,28 @@ EXPECTED: dict[str, tuple[list[tuple[Any, ...]], dict[str, Any]]] = {
     ),
     "credits-exhausted": (
         CREDITS,
-        # livekit closes the session on its 4th unrecoverable error
-        session(4, 0, dead=4, errors=12, close_reason="error", silent=True, terminal=True),
+        # livekit closes the session on its 4th unrecoverable error; out of credits killed
+        # every turn
+        session(
+            4,
+            0,
+            dead=4,
+            errors=12,
+            close_reason="error",
+            silent=True,
+            cause="quota_exhausted",
+            terminal=True,
+        ),
+    ),
+    # 100, 200, ..., 500 of 500 credits: five answers, then the sixth turn's 3 attempts get 429s
+    "credits-draining": (
+        CREDITS[:3],
+        session(6, 5, dead=1, errors=3, terminal=True),
     ),
     # a 401 is not retried: one final, terminal attempt; the turn dies, the caller hears nothing
     "bad-key": (
         [attempt("llm", 0, True, "auth", OPENAI_401, terminal=True)],
-        session(1, 0, dead=1, errors=1, silent=True, terminal=True),
+        session(1, 0, dead=1, errors=1, silent=True, cause="auth", terminal=True),
     ),
     "tts-rate-limited": (
         [
@@ -172,7 +194,16 @@ EXPECTED: dict[str, tuple[list[tuple[Any, ...]], dict[str, Any]]] = {
     # the LLM starts answering after 4.5 s, past the demo's 2 s silence timeout
     "stalled": ([], session(1, 1, unanswered=1)),
     # empty completions: dead turns, no error anywhere
-    "silent": ([], session(2, 0, dead=2, silent=True)),
+    "silent": ([], session(2, 0, dead=2, silent=True, cause="empty_reply")),
+    # the TTS breaks with a non-APIError, never retried nor emitted: each turn's synthesis is
+    # one final failed attempt with its real root cause, and kills the turn; the session is
+    # silent for the error's class
+    "tts-broken": (
+        [attempt("tts", 0, True, "internal", AUDIO_EMITTER_ERROR) for _ in range(2)],
+        session(2, 0, dead=2, errors=2, silent=True, cause="internal"),
+    ),
+    # every reply reaches the audio output and is never played: four unheard turns, none dead
+    "unheard": ([], session(4, 0, silent=True, cause="unheard")),
 }
 
 
@@ -180,6 +211,7 @@ def session_of(attrs: dict[str, Any]) -> dict[str, Any]:
     return {
         "close_reason": attrs[n.S_CLOSE_REASON],
         "silent": attrs[n.S_SILENT],
+        "silence_cause": attrs.get(n.S_SILENCE_CAUSE),
         "turns": attrs[n.S_USER_TURNS],
         "answered": attrs[n.S_ANSWERED_TURNS],
         "dead": attrs[n.S_DEAD_TURNS],
@@ -230,9 +262,24 @@ def test_demo_exits_zero_and_prints_the_summary(demo_run: dict[str, Any]) -> Non
     out = demo_run["stdout"]
     for name in EXPECTED:
         assert f"\n{name}: " in out
-    assert "done: 9 sessions" in out
+    assert "done: 12 sessions" in out
     assert "1 turn: 1 answered, 1 waited past the silence timeout" in out
-    assert "SILENT: the user spoke, the agent never did" in out
+    # each silent session with its cause
+    for line in (
+        "closed error | SILENT: the user spoke, the caller never heard the agent | cause "
+        "quota_exhausted | 4 turns: 0 answered, 4 dead",
+        "closed user_initiated | SILENT: the user spoke, the caller never heard the agent | "
+        "cause auth | 1 turn: 0 answered, 1 dead",
+        "closed user_initiated | SILENT: the user spoke, the caller never heard the agent | "
+        "cause empty_reply | 2 turns: 0 answered, 2 dead",
+        "closed user_initiated | SILENT: the user spoke, the caller never heard the agent | "
+        "cause internal | 2 turns: 0 answered, 2 dead",
+        "closed user_initiated | SILENT: the user spoke, the caller never heard the agent | "
+        "cause unheard | 4 turns: 0 answered",
+    ):
+        assert line in out
+    assert out.count("SILENT: ") == 5
+    assert f"2 x tts  internal         {AUDIO_EMITTER_ERROR:<30}  <- 2 requests failed here" in out
     assert "quota MaxGatewayCredits (TERMINAL)  <- 4 requests failed here" in out
     assert f"hides the first cause: {RPE}" in out
     assert "Totals, as scraped from /metrics" in out
@@ -322,42 +369,64 @@ def test_metrics_scrape_counts_every_scenario_exactly(demo_run: dict[str, Any]) 
         failures(llm, "server_error", OPENAI_503, False): 1,
         failures(llm, "server_error", OPENAI_503, True): 1,
         failures(llm, "rate_limited", OPENAI_429, False): 2,
-        failures(llm, "quota_exhausted", OPENAI_429, False): 8,
-        failures(llm, "quota_exhausted", OPENAI_429, True): 4,
+        # credits-exhausted 12 (4 requests), credits-draining 3 (1 request)
+        failures(llm, "quota_exhausted", OPENAI_429, False): 10,
+        failures(llm, "quota_exhausted", OPENAI_429, True): 5,
         failures(llm, "auth", OPENAI_401, True): 1,
         failures(tts, "rate_limited", TTS_WS_ERROR, False): 2,
+        # tts-broken: one synthesis per turn, each failing once, not retried
+        failures(tts, "internal", AUDIO_EMITTER_ERROR, True): 2,
         quota("llm", "MaxConcurrentGatewayLLMRpm", False): 2,
-        quota("llm", "MaxGatewayCredits", True): 12,
+        quota("llm", "MaxGatewayCredits", True): 15,
         quota("tts", "MaxConcurrentGatewayTTS", False): 2,
-        key(n.TERMINAL_ERRORS, **llm, error_class="quota_exhausted"): 12,
+        key(n.TERMINAL_ERRORS, **llm, error_class="quota_exhausted"): 15,
         key(n.TERMINAL_ERRORS, **llm, error_class="auth"): 1,
         key(n.MASKED_FAILURES, component="llm", first_root_cause=RPE, root_cause=OPENAI_503): 1,
         # LLM requests answered: healthy 2, blip 1, masked 1, rate 1, tts 1, stalled 1,
-        # silent 2 (empty replies are answered requests); failed: masked 1, credits 4, bad-key 1
-        key(n.REQUESTS, **llm, outcome="ok"): 9,
-        key(n.REQUESTS, **llm, outcome="failed"): 6,
-        # one synthesis per answered turn
-        key(n.REQUESTS, **tts, outcome="ok"): 7,
-        key(n.SESSIONS_STARTED): 9,
-        key(n.SESSIONS_CLOSED, reason="user_initiated", agent_spoke="true"): 6,
-        key(n.SESSIONS_CLOSED, reason="user_initiated", agent_spoke="false"): 2,
+        # silent 2 (empty replies are answered requests), draining 5, tts-broken 2, unheard 4;
+        # failed: masked 1, credits 4, bad-key 1, draining 1
+        key(n.REQUESTS, **llm, outcome="ok"): 20,
+        key(n.REQUESTS, **llm, outcome="failed"): 7,
+        # one synthesis per reply with text: the answered turns and unheard's 4 succeed,
+        # tts-broken's 2 fail
+        key(n.REQUESTS, **tts, outcome="ok"): 16,
+        key(n.REQUESTS, **tts, outcome="failed"): 2,
+        key(n.SESSIONS_STARTED): 12,
+        key(n.SESSIONS_CLOSED, reason="user_initiated", agent_spoke="true"): 7,
+        key(n.SESSIONS_CLOSED, reason="user_initiated", agent_spoke="false"): 4,
         key(n.SESSIONS_CLOSED, reason="error", agent_spoke="false"): 1,
-        key(n.SILENT_SESSIONS, reason="user_initiated"): 2,
-        key(n.SILENT_SESSIONS, reason="error"): 1,
-        key(n.USER_TURNS): 15,
-        key(n.DEAD_TURNS, cause="error"): 6,
+        # bad-key: its 401 killed the turn; silent: empty replies; credits-exhausted: its 429s
+        key(n.SILENT_SESSIONS, reason="user_initiated", cause="auth"): 1,
+        key(n.SILENT_SESSIONS, reason="user_initiated", cause="empty_reply"): 1,
+        key(n.SILENT_SESSIONS, reason="error", cause="quota_exhausted"): 1,
+        # tts-broken: its RuntimeError killed the turns; unheard: nothing it said was played
+        key(n.SILENT_SESSIONS, reason="user_initiated", cause="internal"): 1,
+        key(n.SILENT_SESSIONS, reason="user_initiated", cause="unheard"): 1,
+        key(n.USER_TURNS): 27,
+        # masked 1, credits-exhausted 4, draining 1, bad-key 1, tts-broken 2
+        key(n.DEAD_TURNS, cause="error"): 9,
         key(n.DEAD_TURNS, cause="empty"): 2,
+        # unheard: each of its 4 replies reached the sink, which never played it
+        key(n.UNHEARD_SPEECH, cause="never_played"): 4,
     }
     counters = {k: v for k, v in got.items() if k[0].endswith("_total") and v}
     assert counters == want_counters
     assert got[key(n.SESSIONS_ACTIVE)] == 0
     assert got[key(n.UNANSWERED_TURNS)] == 0
-    # six sessions spoke; seven turns were answered; eight sessions closed by the user, one by
-    # error; only the stalled turn's answer took longer than 3 s (its LLM waited 4.5 s)
-    assert got[key(n.TIME_TO_FIRST_SPEECH + "_count")] == 6
-    assert got[key(n.RESPONSE_LATENCY + "_count")] == 7
-    assert got[key(n.RESPONSE_LATENCY + "_bucket", le="3.0")] == 6
-    assert got[key(n.SESSION_DURATION + "_count", reason="user_initiated")] == 8
+    # seven sessions spoke; twelve turns were answered; eleven sessions closed by the user, one
+    # by error; only the stalled turn's answer took longer than 3 s (its LLM waited 4.5 s)
+    assert got[key(n.TIME_TO_FIRST_SPEECH + "_count")] == 7
+    assert got[key(n.RESPONSE_LATENCY + "_count")] == 12
+    assert got[key(n.RESPONSE_LATENCY + "_bucket", le="3.0")] == 11
+    assert got[key(n.SESSION_DURATION + "_count", reason="user_initiated")] == 11
+    # the gateway's quota headers: the last scenarios ran on the healthy balance again; its
+    # per-minute request and token counts on every LLM response
+    assert got[key(n.QUOTA_LIMIT, dimension="credits", provider=PROVIDER)] == 1_000_000
+    assert got[key(n.QUOTA_USED, dimension="credits", provider=PROVIDER)] > 0
+    assert got[key(n.QUOTA_LIMIT, dimension="rpm", provider=PROVIDER)] == DEFAULT_RPM_LIMIT
+    assert got[key(n.QUOTA_USED, dimension="rpm", provider=PROVIDER)] > 0
+    assert got[key(n.QUOTA_LIMIT, dimension="tpm", provider=PROVIDER)] == DEFAULT_TPM_LIMIT
+    assert got[key(n.QUOTA_USED, dimension="tpm", provider=PROVIDER)] > 0
     assert got[key(n.SESSION_DURATION + "_count", reason="error")] == 1
 
 
@@ -405,7 +474,7 @@ def test_serve_loops_until_sigterm_then_flushes(tmp_path: Path) -> None:
         with urllib.request.urlopen(url, timeout=10) as response:
             got = scrape_samples(response.read().decode())
         assert got[key(n.SESSIONS_STARTED)] >= 4
-        assert got[key(n.SILENT_SESSIONS, reason="user_initiated")] >= 2
+        assert got[key(n.SILENT_SESSIONS, reason="user_initiated", cause="empty_reply")] >= 2
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=30) == 0
     finally:

@@ -79,6 +79,7 @@ one dropped connection is invisible (two upgrade requests, success); two in a ro
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -103,7 +104,9 @@ from livekit.agents import (
 )
 
 from otel_agents.demo.gateway import (
+    DEFAULT_RPM_LIMIT,
     DEFAULT_TEXT,
+    DEFAULT_TPM_LIMIT,
     QUOTA_CREDITS_BODY,
     FakeGateway,
     disconnect,
@@ -915,5 +918,92 @@ async def test_aclose_closes_open_websockets_promptly(http: aiohttp.ClientSessio
             await stt_model.aclose()
             await tts_model.aclose()
             await gw.aclose()
+
+    await bounded(scenario)
+
+
+# ---------------------------------------------------------------------------------------------
+# LLM credit balance and its quota headers
+
+
+@pytest.mark.asyncio
+async def test_llm_credit_headers_balance_and_exhaustion(gateway: FakeGateway) -> None:
+    limit_h, used_h = "X-LiveKit-Inference-Credits-Limit", "X-LiveKit-Inference-Credits-Used"
+    body = {"model": LLM_MODEL, "messages": [{"role": "user", "content": "hi"}]}
+    auth = {"Authorization": "Bearer t"}
+
+    async def scenario() -> None:
+        assert gateway.credits.used == 0  # a new gateway: a large, healthy balance
+        gateway.set_credits(limit=1000, used=0, cost=400)
+        async with httpx2.AsyncClient() as client:
+            post = functools.partial(
+                client.post, gateway.url + "/chat/completions", json=body, headers=auth
+            )
+            seen = []
+            for _ in range(4):
+                r = await post()
+                seen.append((r.status_code, r.headers.get(limit_h), r.headers.get(used_h)))
+            # charged when an answer starts, capped at the limit; then the credits 429
+            assert seen == [
+                (200, "1000", "400"),
+                (200, "1000", "800"),
+                (200, "1000", "1000"),
+                (429, "1000", "1000"),
+            ]
+            assert r.json() == QUOTA_CREDITS_BODY
+            # a scripted fault comes first, and carries the balance too
+            gateway.set_credits(used=100)
+            gateway.llm.push(http_error(503))
+            r = await post()
+            assert (r.status_code, r.headers.get(used_h)) == (503, "100")
+            assert gateway.drain_credits(50).used == 150
+            assert gateway.drain_credits().used == 1000
+            assert (await post()).status_code == 429
+        with pytest.raises(ValueError, match="credits cost"):
+            gateway.set_credits(cost=-1)
+
+    await bounded(scenario)
+
+
+@pytest.mark.asyncio
+async def test_llm_rate_headers_count_the_minute(gateway: FakeGateway) -> None:
+    """``X-LiveKit-Inference-{RPM,TPM}-{Limit,Used}`` on every completion response: RPM used,
+    the requests of the minute (this one included, refused ones too); TPM used, the tokens of
+    the answers served in it (their ``usage.total_tokens``, streamed or not)."""
+    names = ("RPM-Limit", "RPM-Used", "TPM-Limit", "TPM-Used", "Credits-Used")
+    messages = [{"role": "user", "content": "hi"}]
+    auth = {"Authorization": "Bearer t"}
+
+    def quota(r: httpx2.Response) -> tuple[int, ...]:
+        return (r.status_code, *(int(r.headers[f"X-LiveKit-Inference-{h}"]) for h in names))
+
+    async def scenario() -> None:
+        gateway.set_credits(limit=30, used=0, cost=10)
+        async with httpx2.AsyncClient() as client:
+            post = functools.partial(client.post, gateway.url + "/chat/completions", headers=auth)
+            r = await post(json={"model": LLM_MODEL, "messages": messages})
+            tokens = r.json()["usage"]["total_tokens"]
+            assert quota(r) == (200, DEFAULT_RPM_LIMIT, 1, DEFAULT_TPM_LIMIT, tokens, 10)
+            # streamed: the same answer, the same tokens (charged when the answer starts)
+            stream = {"model": LLM_MODEL, "messages": messages, "stream": True}
+            r = await post(json=stream)
+            assert quota(r) == (200, DEFAULT_RPM_LIMIT, 2, DEFAULT_TPM_LIMIT, 2 * tokens, 20)
+            gateway.llm.push(http_error(503))
+            r = await post(json=stream)
+            assert quota(r) == (503, DEFAULT_RPM_LIMIT, 3, DEFAULT_TPM_LIMIT, 2 * tokens, 20)
+            await post(json=stream)  # the last 10 credits
+            r = await post(json=stream)  # out of credits: refused, still counted
+            assert quota(r) == (429, DEFAULT_RPM_LIMIT, 5, DEFAULT_TPM_LIMIT, 3 * tokens, 30)
+            # the limits are only reported; a new minute counts from zero again
+            gateway.rates.rpm_limit = 2
+            gateway.set_credits(used=0)
+            gateway.rates.new_minute()
+            r = await post(json=stream)
+            assert quota(r) == (200, 2, 1, DEFAULT_TPM_LIMIT, tokens, 10)
+            assert gateway.rates.started is not None
+            gateway.rates.started -= 60.0  # a minute has gone by
+            r = await post(json=stream)
+            assert quota(r) == (200, 2, 1, DEFAULT_TPM_LIMIT, tokens, 20)
+            assert (gateway.rates.rpm_used, gateway.rates.tpm_used) == (1, tokens)
 
     await bounded(scenario)

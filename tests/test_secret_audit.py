@@ -234,8 +234,13 @@ class EchoingGateway(FakeGateway):
         text = json.dumps(fault.body).replace(ECHO, json.dumps(self.authorizations[-1])[1:-1])
         return dataclasses.replace(fault, body=json.loads(text))
 
-    def _error_response(self, fault: Fault, request_id: str | None = None) -> Any:
-        return super()._error_response(self._echo(fault), request_id)
+    def _error_response(
+        self,
+        fault: Fault,
+        request_id: str | None = None,
+        quota_headers: dict[str, str] | None = None,
+    ) -> Any:
+        return super()._error_response(self._echo(fault), request_id, quota_headers)
 
     def _ws_error_message(self, fault: Fault, session_id: str | None) -> dict[str, Any]:
         return super()._ws_error_message(self._echo(fault), session_id)

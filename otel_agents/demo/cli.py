@@ -89,6 +89,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help=f"with --serve: the pause between rounds (default: {DEFAULT_PAUSE:g})",
     )
     parser.add_argument(
+        "--drain-pace",
+        default="0",
+        metavar="SECONDS",
+        help="the pause between the credits-draining scenario's turns, so a Prometheus "
+        "scraping /metrics sees the credit balance burn over several scrapes (default: 0)",
+    )
+    parser.add_argument(
         "-v", "--verbose", action="store_true", help="also show livekit's and otel-agents' logs"
     )
 
@@ -103,6 +110,7 @@ class Options:
     metrics_out: Path | None
     serve: bool
     pause: float
+    drain_pace: float
     verbose: bool
 
 
@@ -136,6 +144,7 @@ def _options(args: argparse.Namespace) -> Options:
         else:
             endpoint = _config.parse_endpoint("--otlp-endpoint", endpoint)
         pause = _config.parse_seconds("--pause", args.pause, allow_zero=True)
+        drain_pace = _config.parse_seconds("--drain-pace", args.drain_pace, allow_zero=True)
     except ValueError as exc:
         raise UsageError(str(exc).removeprefix("otel_agents: ")) from None
 
@@ -148,6 +157,7 @@ def _options(args: argparse.Namespace) -> Options:
         metrics_out=Path(args.metrics_out) if args.metrics_out else None,
         serve=bool(args.serve),
         pause=pause,
+        drain_pace=drain_pace,
         verbose=bool(args.verbose),
     )
 
@@ -333,7 +343,9 @@ async def _run_round(
             # its own task: livekit leaves its session span attached to the caller's context,
             # which must not leak into the next scenario
             await asyncio.create_task(
-                run_scenario(scenario, gateway, on_turn=progress.per_turn(label))
+                run_scenario(
+                    scenario, gateway, on_turn=progress.per_turn(label), pace=options.drain_pace
+                )
             )
         reports.append(
             collector.take(span.get_span_context().trace_id, scenario.name, scenario.summary)

@@ -1,7 +1,8 @@
 """The fake gateway's fault vocabulary: what one request or connection meets.
 
 A :class:`Fault` is one scripted behaviour (built with :func:`ok`, :func:`empty`,
-:func:`http_error`, :func:`handshake_error`, :func:`ws_error` or :func:`disconnect`); a
+:func:`http_error`, :func:`handshake_error`, :func:`ws_error`, :func:`no_session_id` or
+:func:`disconnect`); a
 :class:`FaultQueue` holds the faults scripted for one route, consumed in order; an empty queue
 means healthy. :func:`quota_body`, :data:`QUOTA_CREDITS_BODY` and :func:`openai_error_body`
 build the error bodies the real LiveKit Inference gateway and OpenAI-compatible APIs send.
@@ -29,13 +30,14 @@ __all__ = [
     "empty",
     "handshake_error",
     "http_error",
+    "no_session_id",
     "ok",
     "openai_error_body",
     "quota_body",
     "ws_error",
 ]
 
-FaultKind = Literal["ok", "empty", "http_error", "ws_error", "disconnect"]
+FaultKind = Literal["ok", "empty", "http_error", "ws_error", "no_session_id", "disconnect"]
 """What a scripted :class:`Fault` does; see the constructor functions."""
 
 DEFAULT_TEXT: Final = "Hello from the fake gateway."
@@ -115,7 +117,7 @@ class Fault:
     """One scripted behaviour of the gateway for one request or connection.
 
     Build it with :func:`ok`, :func:`empty`, :func:`http_error`, :func:`handshake_error`,
-    :func:`ws_error` or :func:`disconnect` rather than directly.
+    :func:`ws_error`, :func:`no_session_id` or :func:`disconnect` rather than directly.
     """
 
     kind: FaultKind
@@ -193,6 +195,20 @@ def ws_error(payload: Mapping[str, Any]) -> Fault:
     return Fault("ws_error", body=dict(payload))
 
 
+def no_session_id() -> Fault:
+    """TTS: accept the websocket, then leave ``session_id`` out of every message it sends.
+
+    A response the plugin does not expect (a gateway that stopped tagging its messages): the
+    first ``output_audio`` arrives before any message named a session, so livekit's
+    ``AudioEmitter`` (which ``inference.TTS`` starts a segment on at the first ``session_id``)
+    raises ``RuntimeError("start_segment() must be called before pushing audio data")``. That is
+    not an ``APIError``: it escapes livekit's retry loop, which neither retries it nor emits an
+    ``error`` event, and every synthesis on that (pooled) connection fails the same way. Taken
+    when a connection is opened.
+    """
+    return Fault("no_session_id")
+
+
 def disconnect() -> Fault:
     """Read the request, then drop the TCP connection without sending any response.
 
@@ -208,10 +224,10 @@ class FaultQueue:
     """The faults scripted for one kind of request, consumed first in, first out.
 
     One fault is taken per request (LLM), per connection (STT), or per connection attempt for
-    :func:`handshake_error`/:func:`disconnect` and per synthesis for :func:`ok`/:func:`ws_error`
-    (TTS, whose plugin reuses a pooled connection). When the queue is empty, or its head is
-    not for the current stage (a TTS connect fault waiting while a pooled connection
-    synthesizes), the request is served healthily.
+    :func:`handshake_error`/:func:`disconnect`/:func:`no_session_id` and per synthesis for
+    :func:`ok`/:func:`ws_error` (TTS, whose plugin reuses a pooled connection). When the queue
+    is empty, or its head is not for the current stage (a TTS connect fault waiting while a
+    pooled connection synthesizes), the request is served healthily.
     """
 
     def __init__(self, name: str, allowed: Iterable[FaultKind]) -> None:

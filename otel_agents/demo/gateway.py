@@ -16,13 +16,24 @@ the wire protocol of the LiveKit Inference gateway closely enough for the *real*
   ``session.created``, ``output_audio`` (base64 PCM silence) and ``done``. The plugin pools this
   connection and reuses it across syntheses.
 
+Every LLM completion response, success or error, carries the gateway's quota headers: credits,
+``X-LiveKit-Inference-Credits-Limit`` and ``-Used``, from a balance the gateway keeps
+(:class:`Credits`: ``gateway.credits``, set with :meth:`FakeGateway.set_credits` and
+:meth:`FakeGateway.drain_credits`): each completion served costs ``cost`` credits, and once
+``used`` reaches ``limit`` the gateway answers every completion with the credits-exhausted 429
+(:data:`QUOTA_CREDITS_BODY`) until the balance is set again. They carry the per-minute rate
+quotas too, ``X-LiveKit-Inference-{RPM,TPM}-{Limit,Used}`` (:class:`Rates`: ``gateway.rates``):
+RPM used counts the completion requests of the current minute, this one included; TPM used, the
+tokens of the completions served in it (their ``usage.total_tokens``). The limits are never
+enforced: only credits run out.
+
 Every route except the models list takes its behaviour from a :class:`FaultQueue`
 (``gateway.llm``, ``gateway.stt``, ``gateway.tts``): faults are consumed in order, one per
 request or connection, and an empty queue means healthy. Build faults with :func:`ok`,
-:func:`empty`, :func:`http_error`, :func:`handshake_error`, :func:`ws_error` and
-:func:`disconnect`; build gateway-shaped quota bodies with :func:`quota_body`. Those names are
-defined in :mod:`otel_agents.demo.faults` and re-exported here; the messages sent are built by
-:mod:`otel_agents.demo.wire`.
+:func:`empty`, :func:`http_error`, :func:`handshake_error`, :func:`ws_error`,
+:func:`no_session_id` and :func:`disconnect`; build gateway-shaped quota bodies with
+:func:`quota_body`. Those names are defined in :mod:`otel_agents.demo.faults` and re-exported
+here; the messages sent are built by :mod:`otel_agents.demo.wire`.
 
 Example::
 
@@ -47,6 +58,7 @@ import itertools
 import json
 import logging
 import time
+from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, Final, Self
 
@@ -63,6 +75,7 @@ from .faults import (
     empty,
     handshake_error,
     http_error,
+    no_session_id,
     ok,
     openai_error_body,
     quota_body,
@@ -70,16 +83,23 @@ from .faults import (
 )
 
 __all__ = [
+    "DEFAULT_CREDITS_LIMIT",
+    "DEFAULT_CREDIT_COST",
+    "DEFAULT_RPM_LIMIT",
     "DEFAULT_TEXT",
+    "DEFAULT_TPM_LIMIT",
     "QUOTA_CREDITS_BODY",
+    "Credits",
     "FakeGateway",
     "Fault",
     "FaultKind",
     "FaultQueue",
+    "Rates",
     "disconnect",
     "empty",
     "handshake_error",
     "http_error",
+    "no_session_id",
     "ok",
     "openai_error_body",
     "quota_body",
@@ -91,8 +111,85 @@ logger = logging.getLogger(__name__)
 _WS_CLOSE_TIMEOUT: Final = 1.0
 _SHUTDOWN_TIMEOUT: Final = 1.0
 #: TTS faults taken when a connection is opened, and when a synthesis starts on it
-_TTS_CONNECT_KINDS: Final[frozenset[FaultKind]] = frozenset({"http_error", "disconnect"})
+_TTS_CONNECT_KINDS: Final[frozenset[FaultKind]] = frozenset(
+    {"http_error", "disconnect", "no_session_id"}
+)
 _TTS_REQUEST_KINDS: Final[frozenset[FaultKind]] = frozenset({"ok", "ws_error"})
+
+#: a new gateway's credit balance, and what each completion served costs
+DEFAULT_CREDITS_LIMIT: Final = 1_000_000
+DEFAULT_CREDIT_COST: Final = 10
+CREDITS_LIMIT_HEADER: Final = "X-LiveKit-Inference-Credits-Limit"
+CREDITS_USED_HEADER: Final = "X-LiveKit-Inference-Credits-Used"
+
+
+@dataclass
+class Credits:
+    """The gateway's credit balance: ``used`` of ``limit``, ``cost`` more per completion."""
+
+    limit: int = DEFAULT_CREDITS_LIMIT
+    used: int = 0
+    cost: int = DEFAULT_CREDIT_COST
+
+    @property
+    def exhausted(self) -> bool:
+        return self.used >= self.limit
+
+    def headers(self) -> dict[str, str]:
+        """The quota headers the gateway stamps on an LLM completion response."""
+        return {CREDITS_LIMIT_HEADER: str(self.limit), CREDITS_USED_HEADER: str(self.used)}
+
+
+#: a new gateway's per-minute rate limits (reported, never enforced)
+DEFAULT_RPM_LIMIT: Final = 600
+DEFAULT_TPM_LIMIT: Final = 200_000
+RATE_WINDOW_SECONDS: Final = 60.0
+RPM_LIMIT_HEADER: Final = "X-LiveKit-Inference-RPM-Limit"
+RPM_USED_HEADER: Final = "X-LiveKit-Inference-RPM-Used"
+TPM_LIMIT_HEADER: Final = "X-LiveKit-Inference-TPM-Limit"
+TPM_USED_HEADER: Final = "X-LiveKit-Inference-TPM-Used"
+
+
+@dataclass
+class Rates:
+    """The gateway's per-minute rate quotas, reported on every LLM completion response.
+
+    ``rpm_used``: the completion requests received in the current minute (past the bearer token
+    and body checks, answered or not); ``tpm_used``: the ``usage.total_tokens`` of the
+    completions served in it, counted when each answer starts (the prompt's tokens are the
+    gateway's rough estimate from the request's size, :func:`wire.usage`). A minute starts with
+    the first request after the previous one is over (``clock``: monotonic seconds) or at
+    :meth:`new_minute`, so what a test sends in a few seconds falls in one minute and the counts
+    are exact. The limits are only reported: the gateway never refuses for them.
+    """
+
+    rpm_limit: int = DEFAULT_RPM_LIMIT
+    tpm_limit: int = DEFAULT_TPM_LIMIT
+    rpm_used: int = 0
+    tpm_used: int = 0
+    #: when the current minute started (``None``: at the next request)
+    started: float | None = None
+
+    def new_minute(self) -> None:
+        """Start counting again from zero at the next request."""
+        self.rpm_used = self.tpm_used = 0
+        self.started = None
+
+    def request(self, now: float) -> None:
+        """A completion request arrived at ``now``."""
+        if self.started is None or now - self.started >= RATE_WINDOW_SECONDS:
+            self.new_minute()
+            self.started = now
+        self.rpm_used += 1
+
+    def headers(self) -> dict[str, str]:
+        """The rate headers the gateway stamps on an LLM completion response."""
+        return {
+            RPM_LIMIT_HEADER: str(self.rpm_limit),
+            RPM_USED_HEADER: str(self.rpm_used),
+            TPM_LIMIT_HEADER: str(self.tpm_limit),
+            TPM_USED_HEADER: str(self.tpm_used),
+        }
 
 
 class FakeGateway:
@@ -126,8 +223,14 @@ class FakeGateway:
         """
         self.llm: Final = FaultQueue("llm", ("ok", "empty", "http_error", "disconnect"))
         self.stt: Final = FaultQueue("stt", ("ok", "http_error", "ws_error", "disconnect"))
-        self.tts: Final = FaultQueue("tts", ("ok", "http_error", "ws_error", "disconnect"))
+        self.tts: Final = FaultQueue(
+            "tts", ("ok", "http_error", "ws_error", "no_session_id", "disconnect")
+        )
         self.requests: Final[collections.Counter[str]] = collections.Counter()
+        #: the credit balance every LLM completion is charged to (see the module docstring)
+        self.credits = Credits()
+        #: the per-minute request and token counts reported next to it
+        self.rates = Rates()
         self._host = host
         self._requested_port = port
         self._reply = reply
@@ -137,6 +240,36 @@ class FakeGateway:
         self._port: int | None = None
         self._websockets: set[web.WebSocketResponse] = set()
         self._ids = itertools.count(1)
+
+    # credits
+
+    def set_credits(
+        self, limit: int | None = None, used: int | None = None, cost: int | None = None
+    ) -> Credits:
+        """Set the credit balance (``None``: keep that part); returns it."""
+        for name, value in (("limit", limit), ("used", used), ("cost", cost)):
+            if value is not None and value < 0:
+                raise ValueError(f"credits {name} must be >= 0, got {value}")
+        credits = self.credits
+        if limit is not None:
+            credits.limit = limit
+        if used is not None:
+            credits.used = used
+        if cost is not None:
+            credits.cost = cost
+        return credits
+
+    def _quota_headers(self) -> dict[str, str]:
+        """Every quota header of an LLM completion response: rates, then credits."""
+        return {**self.rates.headers(), **self.credits.headers()}
+
+    def drain_credits(self, amount: int | None = None) -> Credits:
+        """Use ``amount`` credits (``None``: all of them) without a completion; returns the
+        balance."""
+        credits = self.credits
+        spent = credits.limit if amount is None else credits.used + amount
+        credits.used = min(credits.limit, spent)
+        return credits
 
     # lifecycle
 
@@ -243,8 +376,10 @@ class FakeGateway:
         return web.Response(status=204)
 
     @staticmethod
-    def _error_response(fault: Fault, request_id: str | None = None) -> web.Response:
-        headers = dict(fault.headers)
+    def _error_response(
+        fault: Fault, request_id: str | None = None, quota_headers: dict[str, str] | None = None
+    ) -> web.Response:
+        headers = {**(quota_headers or {}), **fault.headers}
         if request_id is not None:
             headers.setdefault("x-request-id", request_id)
         return web.json_response(dict(fault.body or {}), status=fault.status, headers=headers)
@@ -292,27 +427,37 @@ class FakeGateway:
                 headers={"x-request-id": request_id},
             )
 
+        rates = self.rates
+        rates.request(time.monotonic())
         fault = self.llm._take()
         if fault is not None and fault.kind == "disconnect":
             return self._drop(request)
+        credits = self.credits
         if fault is not None and fault.kind == "http_error":
-            return self._error_response(fault, request_id)
+            return self._error_response(fault, request_id, self._quota_headers())
+        if fault is None and credits.exhausted:
+            out_of_credits = http_error(429, QUOTA_CREDITS_BODY)
+            return self._error_response(out_of_credits, request_id, self._quota_headers())
 
         text = "" if fault is not None and fault.kind == "empty" else self._reply
         if fault is not None and fault.kind == "ok":
             text = fault.text
-            if fault.delay:
-                await asyncio.sleep(fault.delay)
+        pieces = wire.stream_pieces(text)
+        usage = wire.usage(payload["messages"], pieces)
+        # charged when the answer starts: its headers show the balance and counts after it
+        credits.used = min(credits.limit, credits.used + credits.cost)
+        rates.tpm_used += usage["total_tokens"]
+        quota_headers = self._quota_headers()
+        if fault is not None and fault.kind == "ok" and fault.delay:
+            await asyncio.sleep(fault.delay)
         model = payload.get("model")
         model = model if isinstance(model, str) else "fake"
         completion_id = self._next_id("chatcmpl")
         created = int(time.time())
-        pieces = wire.stream_pieces(text)
-        usage = wire.usage(payload["messages"], pieces)
         if not payload.get("stream"):
             return web.json_response(
                 wire.completion(completion_id, created, model, text, usage),
-                headers={"x-request-id": request_id},
+                headers={"x-request-id": request_id, **quota_headers},
             )
         stream_options = payload.get("stream_options")
         with_usage = isinstance(stream_options, dict) and stream_options.get("include_usage")
@@ -325,6 +470,7 @@ class FakeGateway:
                 "Content-Type": "text/event-stream",
                 "Cache-Control": "no-cache",
                 "x-request-id": request_id,
+                **quota_headers,
             }
         )
         try:
@@ -352,7 +498,7 @@ class FakeGateway:
             if kind == "stt":
                 await self._stt_session(ws, fault)
             else:
-                await self._tts_session(ws)
+                await self._tts_session(ws, fault)
         except Exception:
             logger.exception("fake gateway: %s websocket handler failed", kind)
         finally:
@@ -412,8 +558,15 @@ class FakeGateway:
             return denied
         return await self._accept_ws(request, "tts", self.tts._take(_TTS_CONNECT_KINDS))
 
-    async def _tts_session(self, ws: web.WebSocketResponse) -> None:
+    async def _tts_session(self, ws: web.WebSocketResponse, fault: Fault | None) -> None:
         session_id = self._next_id("tts_session")
+        untagged = fault is not None and fault.kind == "no_session_id"
+
+        async def send(message: dict[str, Any]) -> None:
+            if untagged:  # a gateway that stopped tagging its messages
+                message = {k: v for k, v in message.items() if k != "session_id"}
+            await ws.send_json(message)
+
         sample_rate = 24000
         active = failed = False
 
@@ -421,7 +574,7 @@ class FakeGateway:
             self.requests["tts_synthesis"] += 1
             fault = self.tts._take(_TTS_REQUEST_KINDS)
             if fault is not None and fault.kind == "ws_error":
-                await ws.send_json(self._ws_error_message(fault, session_id))
+                await send(self._ws_error_message(fault, session_id))
                 return True
             return False
 
@@ -429,19 +582,19 @@ class FakeGateway:
             msg_type = data.get("type")
             if msg_type == "session.create":
                 sample_rate = wire.positive_int(data.get("sample_rate"), sample_rate)
-                await ws.send_json({"type": "session.created", "session_id": session_id})
+                await send({"type": "session.created", "session_id": session_id})
             elif msg_type == "input_transcript":
                 if not active:
                     active, failed = True, await begin_synthesis()
                 transcript = data.get("transcript")
                 if not failed and isinstance(transcript, str) and transcript.strip():
-                    await ws.send_json(wire.output_audio(session_id, transcript, sample_rate))
+                    await send(wire.output_audio(session_id, transcript, sample_rate))
             elif msg_type == "session.flush":
                 if not active:
                     failed = await begin_synthesis()
                 if not failed:
-                    await ws.send_json({"type": "done", "session_id": session_id})
+                    await send({"type": "done", "session_id": session_id})
                 active = failed = False
             elif msg_type == "session.close":
-                await ws.send_json({"type": "session.closed", "session_id": session_id})
+                await send({"type": "session.closed", "session_id": session_id})
                 return

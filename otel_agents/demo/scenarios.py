@@ -7,7 +7,15 @@ exceptions it would see from the real gateway, and otel-agents records them thro
 ordinary hooks. Nothing here talks to otel-agents directly.
 
 The audio output is :class:`Speaker`, a sink that "plays" every frame at once, so the TTS runs
-and the agent reaches ``speaking`` exactly as it would in a room.
+and the agent reaches ``speaking`` exactly as it would in a room (the "unheard" scenario's never
+plays anything).
+
+"credits-draining" can be paced (``pace``: seconds between its turns; the CLI's
+``--drain-pace``), so a Prometheus scraping ``/metrics`` every second sees the balance burn over
+several scrapes before it runs out, as ``LiveKitAgentsCreditsRunningOut`` needs. It runs before
+"credits-exhausted", whose terminal quota errors would otherwise silence that forecast, and late
+in a round: a Prometheus started with the demo scrapes it only after its discovery's first
+update, seconds later.
 """
 
 from __future__ import annotations
@@ -29,12 +37,13 @@ from .faults import (
     disconnect,
     empty,
     http_error,
+    no_session_id,
     ok,
     openai_error_body,
     quota_body,
     ws_error,
 )
-from .gateway import FakeGateway
+from .gateway import DEFAULT_CREDIT_COST, DEFAULT_CREDITS_LIMIT, FakeGateway
 
 __all__ = ["SCENARIOS", "Scenario", "Speaker", "run_scenario", "scenario_names"]
 
@@ -62,6 +71,11 @@ OVERLOADED_BODY: Final = openai_error_body("upstream model overloaded", type="se
 REVOKED_KEY_BODY: Final = openai_error_body(
     "Incorrect API key provided.", type="invalid_request_error", code="invalid_api_key"
 )
+#: the gateway's credit balance for a scenario: (limit, used, cost of each completion)
+Credits = tuple[int, int, int]
+HEALTHY_CREDITS: Final[Credits] = (DEFAULT_CREDITS_LIMIT, 0, DEFAULT_CREDIT_COST)
+#: "credits-draining": each answer costs a fifth of the balance; the sixth turn finds it empty
+DRAINING_CREDITS: Final[Credits] = (500, 0, 100)
 
 
 @dataclass(frozen=True)
@@ -75,6 +89,12 @@ class Scenario:
     tts: Sequence[Fault] = ()
     #: livekit closes this session itself after the last turn (it gives up on errors)
     closes_itself: bool = False
+    #: the gateway's credit balance while it runs (its quota headers report it)
+    credits: Credits = HEALTHY_CREDITS
+    #: its turns are spaced by ``run_scenario``'s ``pace`` (the CLI's ``--drain-pace``)
+    paced: bool = False
+    #: False: the audio output takes the agent's frames and never plays them
+    plays_audio: bool = True
 
 
 SCENARIOS: Final[tuple[Scenario, ...]] = (
@@ -102,14 +122,6 @@ SCENARIOS: Final[tuple[Scenario, ...]] = (
         llm=(http_error(429, RPM_BODY), http_error(429, RPM_BODY)),
     ),
     Scenario(
-        "credits-exhausted",
-        "out of credits: every turn dies until livekit gives up",
-        # livekit closes a session after its 4th unrecoverable error (max_unrecoverable_errors=3)
-        turns=("Hello?", "Hello, anyone there?", "Can you hear me?", "Hello??"),
-        llm=tuple(http_error(429, QUOTA_CREDITS_BODY) for _ in range(3 * 4)),
-        closes_itself=True,
-    ),
-    Scenario(
         "bad-key",
         "the project's API key was revoked: a 401 that no retry can fix",
         turns=("Hello?",),
@@ -133,6 +145,45 @@ SCENARIOS: Final[tuple[Scenario, ...]] = (
         turns=("Hello?", "Is anyone there?"),
         llm=(empty(), empty()),
     ),
+    Scenario(
+        "credits-draining",
+        "each answer spends a fifth of the credit balance; then the gateway refuses with 429s",
+        # 100, 200, ..., 500 of 500 credits used; the sixth turn meets the credits-exhausted 429
+        turns=(
+            "What's my balance?",
+            "And my last order?",
+            "When does it arrive?",
+            "Can I change the address?",
+            "Cancel it then.",
+            "Hello?",
+        ),
+        credits=DRAINING_CREDITS,
+        paced=True,
+    ),
+    Scenario(
+        "credits-exhausted",
+        "out of credits: every turn dies until livekit gives up",
+        # livekit closes a session after its 4th unrecoverable error (max_unrecoverable_errors=3)
+        turns=("Hello?", "Hello, anyone there?", "Can you hear me?", "Hello??"),
+        llm=tuple(http_error(429, QUOTA_CREDITS_BODY) for _ in range(3 * 4)),
+        closes_itself=True,
+        credits=(DRAINING_CREDITS[0], DRAINING_CREDITS[0], DRAINING_CREDITS[2]),  # spent
+    ),
+    Scenario(
+        "tts-broken",
+        "the TTS gets messages it does not expect and raises (no APIError): the caller hears "
+        "nothing",
+        # the gateway's TTS messages carry no session_id: livekit's AudioEmitter raises a
+        # RuntimeError that its retry loop never catches, on every synthesis of the connection
+        turns=("Hello?", "Can you hear me?"),
+        tts=(no_session_id(),),
+    ),
+    Scenario(
+        "unheard",
+        "the agent answers, but its audio output never plays it: the caller hears nothing",
+        turns=("Hi, is this support?", "Hello?", "Can you hear me?", "Anyone there?"),
+        plays_audio=False,
+    ),
 )
 
 
@@ -141,10 +192,15 @@ def scenario_names() -> list[str]:
 
 
 class Speaker(io.AudioOutput):
-    """An audio sink that plays every frame instantly: the TTS runs, the agent speaks."""
+    """An audio sink that plays every frame instantly: the TTS runs, the agent speaks.
 
-    def __init__(self) -> None:
+    With ``plays=False`` it takes every frame and never plays any (a track nobody hears): each
+    playout ends at position 0, never started.
+    """
+
+    def __init__(self, *, plays: bool = True) -> None:
         super().__init__(label="otel-agents-demo", capabilities=io.AudioOutputCapabilities(True))
+        self._plays = plays
         self._position = 0.0
         self._playing = False
 
@@ -152,8 +208,10 @@ class Speaker(io.AudioOutput):
         await super().capture_frame(frame)
         if not self._playing:
             self._playing = True
-            self.on_playback_started(created_at=time.time())
-        self._position += frame.duration
+            if self._plays:
+                self.on_playback_started(created_at=time.time())
+        if self._plays:
+            self._position += frame.duration
 
     def flush(self) -> None:
         super().flush()
@@ -188,17 +246,21 @@ async def run_scenario(
     gateway: FakeGateway,
     *,
     on_turn: Callable[[int], None] | None = None,
+    pace: float = 0.0,
     base_url: str | None = None,
     api_key: str = API_KEY,
     api_secret: str = API_SECRET,
 ) -> ScenarioRun:
     """Run one scenario's session to its close, with the gateway scripted for it.
 
+    ``pace``: the seconds between two turns of a ``paced`` scenario (others ignore it).
+
     ``base_url`` (default ``gateway.url``), ``api_key`` and ``api_secret`` are what the inference
     plugins are built with: a test can plant credentials in them (e.g. userinfo in the URL).
     """
     gateway.llm.clear()
     gateway.tts.clear()
+    gateway.set_credits(*scenario.credits)
     gateway.llm.push(*scenario.llm)
     gateway.tts.push(*scenario.tts)
     before = dict(gateway.requests)
@@ -215,7 +277,7 @@ async def run_scenario(
         aec_warmup_duration=None,
         conn_options=SessionConnectOptions(llm_conn_options=LLM_RETRY, tts_conn_options=TTS_RETRY),
     )
-    session.output.audio = Speaker()
+    session.output.audio = Speaker(plays=scenario.plays_audio)
     closed = asyncio.Event()
 
     def on_close(event: CloseEvent) -> None:
@@ -225,7 +287,9 @@ async def run_scenario(
     session.on("close", on_close)
     try:
         await session.start(agent=Agent(instructions="You are a helpful, brief voice agent."))
-        for text in scenario.turns:
+        for i, text in enumerate(scenario.turns):
+            if i and scenario.paced and pace > 0:
+                await asyncio.sleep(pace)
             run.turns_said += 1
             if on_turn is not None:
                 on_turn(run.turns_said)
@@ -244,6 +308,7 @@ async def run_scenario(
         await tts.aclose()
         gateway.llm.clear()
         gateway.tts.clear()
+        gateway.set_credits(*HEALTHY_CREDITS)
     run.seconds = time.monotonic() - started
     run.requests = {k: v - before.get(k, 0) for k, v in gateway.requests.items()}
     return run
