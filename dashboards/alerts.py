@@ -16,8 +16,14 @@ restart, a recorded series that the restarted Prometheus no longer records is no
 lookback an alert would still read its value from before the restart, and could page again for
 errors that left its window while Prometheus was down. And a scrape whose samples are committed
 between the recording rule's query and the alert's would reach the alert one evaluation later.
-LiveKitAgentsUnansweredTurns (one gauge, summed) and LiveKitAgentsMetricsAbsent (``up``,
-``absent()``) have nothing to record.
+LiveKitAgentsUnansweredTurns (one gauge, summed), LiveKitAgentsMetricsAbsent (``up``,
+``absent()``), LiveKitAgentsCreditsLow and LiveKitAgentsCreditsRunningOut (the quota gauges; the
+latter's guard is the count LiveKitAgentsCreditsExhausted records) have nothing to record.
+
+LiveKitAgentsCreditsRunningOut forecasts, LiveKitAgentsCreditsExhausted reports: the forecast
+holds only while some credits are left (by the quota headers) and no terminal quota error of the
+same job is in the credits window, so the two never page at once; when the balance is spent the
+first failing request pages LiveKitAgentsCreditsExhausted (see the runbook).
 """
 
 from __future__ import annotations
@@ -34,6 +40,8 @@ from . import rules as r
 from .config import (
     ALERTS,
     CREDITS_EXHAUSTED,
+    CREDITS_LOW,
+    CREDITS_RUNNING_OUT,
     DEAD_TURNS,
     DEFAULTS,
     MASKED_RETRY_FAILURES,
@@ -43,8 +51,10 @@ from .config import (
     SILENT_SESSIONS,
     TERMINAL_ERRORS,
     UNANSWERED_TURNS,
+    UNHEARD_SPEECH,
     Config,
     percent,
+    seconds,
 )
 
 __all__ = [
@@ -110,6 +120,44 @@ def _credits_exhausted(cfg: Config) -> dict[str, Any]:
         "job {{ $labels.job }}: component {{ $labels.component }}, quota type "
         "{{ $labels.quota_type }}, category {{ $labels.quota_category }}. Every such request "
         "fails until credits are topped up or the plan is upgraded.",
+    )
+
+
+def _credits_running_out(cfg: Config) -> dict[str, Any]:
+    w, horizon = cfg.credits_burn_window, cfg.credits_horizon
+    expr = (
+        f"{r.credits_seconds_left(cfg)} < {seconds(horizon, 'credits_horizon')}\n"
+        "# LiveKitAgentsCreditsExhausted pages for this job: already out, no forecast\n"
+        "unless on (job)\n"
+        "  (\n"
+        f"{r.indent(r.credits_exhausted(cfg).expr, 4)}\n"
+        "  ) > 0"
+    )
+    return _rule(
+        CREDITS_RUNNING_OUT,
+        expr,
+        cfg.credits_running_out_for,
+        "critical",
+        "Credits will run out within hours at the current burn rate: then requests fail and "
+        "callers hear silence.",
+        f"At the burn rate of the last {w}, the {{{{ $labels.provider }}}} "
+        "{{ $labels.dimension }} quota of job {{ $labels.job }} runs out in "
+        f"{{{{ $value | humanizeDuration }}}}, within the {horizon} horizon. Top up or "
+        "upgrade before then.",
+    )
+
+
+def _credits_low(cfg: Config) -> dict[str, Any]:
+    ratio = cfg.credits_low_ratio
+    return _rule(
+        CREDITS_LOW,
+        f"{r.credits_used_share(cfg)}\n>= {ratio:g}",
+        cfg.credits_low_for,
+        "warning",
+        "Most of a credit quota is used: requests fail when the rest is.",
+        "{{ $value | humanizePercentage }} of the {{ $labels.provider }} "
+        "{{ $labels.dimension }} quota of job {{ $labels.job }} is used (by the provider's "
+        f"response headers); threshold {percent(ratio)}.",
     )
 
 
@@ -185,6 +233,22 @@ def _dead_turns(cfg: Config) -> dict[str, Any]:
     )
 
 
+def _unheard_speech(cfg: Config) -> dict[str, Any]:
+    w = cfg.unheard_window
+    return _rule(
+        UNHEARD_SPEECH,
+        _above(r.unheard_speech(cfg), cfg.unheard_ratio, cfg.unheard_min_turns),
+        cfg.unheard_for,
+        "warning",
+        "The agent replies but callers never hear it: its speech produces no audio, is never "
+        "played, or is cleared before playout.",
+        "Agent replies the caller never heard (no audio frames, never played, or cleared "
+        "before playout) came to {{ $value | humanizePercentage }} of the user turns in the "
+        f"last {w} on job {{{{ $labels.job }}}}; threshold "
+        f"{percent(cfg.unheard_ratio)}, with at least {cfg.unheard_min_turns} user turns.",
+    )
+
+
 def _rate_limited(cfg: Config) -> dict[str, Any]:
     w = cfg.rate_limited_window
     return _rule(
@@ -252,6 +316,8 @@ def build_rules(config: Config = DEFAULTS) -> dict[str, Any]:
     alerts, in one group (see :mod:`dashboards.rules` for why one)."""
     alerts = [
         _credits_exhausted(config),
+        _credits_running_out(config),
+        _credits_low(config),
         _terminal_errors(config),
         _silent_sessions(config, "warning", config.silent_warning_ratio, config.silent_warning_for),
         _silent_sessions(
@@ -259,6 +325,7 @@ def build_rules(config: Config = DEFAULTS) -> dict[str, Any]:
         ),
         _unanswered_turns(config),
         _dead_turns(config),
+        _unheard_speech(config),
         _rate_limited(config),
         _masked_retry_failures(config),
         _metrics_absent(config),

@@ -18,20 +18,26 @@ from typing import Final
 #: what every alert name starts with (the Overview's "Alerts firing" panel selects on it)
 ALERT_PREFIX: Final = "LiveKitAgents"
 CREDITS_EXHAUSTED: Final = "LiveKitAgentsCreditsExhausted"
+CREDITS_RUNNING_OUT: Final = "LiveKitAgentsCreditsRunningOut"
+CREDITS_LOW: Final = "LiveKitAgentsCreditsLow"
 TERMINAL_ERRORS: Final = "LiveKitAgentsTerminalErrors"
 SILENT_SESSIONS: Final = "LiveKitAgentsSilentSessions"
 UNANSWERED_TURNS: Final = "LiveKitAgentsUnansweredTurns"
 DEAD_TURNS: Final = "LiveKitAgentsDeadTurns"
+UNHEARD_SPEECH: Final = "LiveKitAgentsUnheardSpeech"
 RATE_LIMITED: Final = "LiveKitAgentsRateLimited"
 MASKED_RETRY_FAILURES: Final = "LiveKitAgentsMaskedRetryFailures"
 METRICS_ABSENT: Final = "LiveKitAgentsMetricsAbsent"
 #: every alert and its severities
 ALERTS: Final[dict[str, tuple[str, ...]]] = {
     CREDITS_EXHAUSTED: ("critical",),
+    CREDITS_RUNNING_OUT: ("critical",),
+    CREDITS_LOW: ("warning",),
     TERMINAL_ERRORS: ("critical",),
     SILENT_SESSIONS: ("warning", "critical"),
     UNANSWERED_TURNS: ("warning",),
     DEAD_TURNS: ("warning",),
+    UNHEARD_SPEECH: ("warning",),
     RATE_LIMITED: ("warning",),
     MASKED_RETRY_FAILURES: ("warning",),
     METRICS_ABSENT: ("warning",),
@@ -69,6 +75,15 @@ class Config:
     #: LiveKitAgentsCreditsExhausted: any terminal quota error in this window
     credits_window: str = "5m"
     credits_for: str = "0s"
+    #: LiveKitAgentsCreditsRunningOut: at the burn rate over the burn window (``deriv``), the
+    #: credits left run out within the horizon, for this long
+    credits_burn_window: str = "1h"
+    credits_horizon: str = "6h"
+    credits_running_out_for: str = "15m"
+    #: LiveKitAgentsCreditsLow: a credit quota's used share (used / limit) at least this, this long
+    credits_low_ratio: float = 0.90
+    credits_low_for: str = "5m"
+
     #: LiveKitAgentsTerminalErrors: any other terminal error in this window
     terminal_window: str = "5m"
     terminal_for: str = "0s"
@@ -93,6 +108,13 @@ class Config:
     dead_ratio: float = 0.20
     dead_for: str = "10m"
 
+    #: LiveKitAgentsUnheardSpeech: unheard replies / user turns over the window
+    unheard_window: str = "15m"
+    #: fewer user turns than this in the window page nobody
+    unheard_min_turns: int = 20
+    unheard_ratio: float = 0.10
+    unheard_for: str = "10m"
+
     #: LiveKitAgentsRateLimited: transient quota errors in every window, for this long
     rate_limited_window: str = "5m"
     rate_limited_for: str = "10m"
@@ -107,7 +129,7 @@ class Config:
     def __post_init__(self) -> None:
         for f in fields(self):
             value = getattr(self, f.name)
-            if f.name.endswith(("_window", "_lookback")):
+            if f.name.endswith(("_window", "_lookback", "_horizon")):
                 if seconds(value, f.name) <= 0:
                     raise ValueError(f"Config.{f.name}={value!r}: expected a positive duration")
             elif f.name.endswith("_for"):

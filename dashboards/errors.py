@@ -1,9 +1,10 @@
 """The LiveKit Agents / Errors and quota dashboard: every failed provider attempt.
 
 Totals, failed attempts by component, provider, error class and root cause, masked retries,
-LiveKit Inference quota errors, terminal errors, per-provider failure ratios, otel-agents' own
-errors, and the failed attempts' spans in Tempo. Every time series of failed attempts links to
-its spans (``tracelinks``).
+LiveKit Inference quota errors, the providers' quota (credits used, burn rate, time to
+exhaustion), terminal errors, per-provider failure ratios, fallbacks and retry waits,
+otel-agents' own errors, and the failed attempts' spans in Tempo. Every time series of failed
+attempts links to its spans (``tracelinks``).
 """
 
 from __future__ import annotations
@@ -20,11 +21,15 @@ from otel_agents import names as n
 
 from .config import (
     CREDITS_EXHAUSTED,
+    CREDITS_LOW,
+    CREDITS_RUNNING_OUT,
+    DEFAULTS,
     ERRORS_TITLE,
     ERRORS_UID,
     MASKED_RETRY_FAILURES,
     TERMINAL_ERRORS,
     percent,
+    seconds,
 )
 from .panels import (
     GREEN_ONLY,
@@ -35,13 +40,16 @@ from .panels import (
     dashboard,
     instant_table,
     legend,
+    quantile,
     rate,
+    sel,
     single_stat,
     thresholds,
     total,
     ts,
     with_rows,
 )
+from .rules import CREDITS
 from .tracelinks import (
     ATTEMPT_SPANS,
     TRACES_LIMIT,
@@ -56,6 +64,11 @@ from .tracelinks import (
 FAILURE_ORANGE: Final = 0.05
 FAILURE_RED: Final = 0.2
 FAILURE_STEPS: Final = ((None, "green"), (FAILURE_ORANGE, "orange"), (FAILURE_RED, "red"))
+#: the credits' used share: orange where LiveKitAgentsCreditsLow (warning) fires, red when spent
+CREDITS_SHARE_STEPS: Final = ((None, "green"), (DEFAULTS.credits_low_ratio, "orange"), (1.0, "red"))
+#: the time to credit exhaustion: red under the horizon of LiveKitAgentsCreditsRunningOut
+HORIZON_S: Final = float(seconds(DEFAULTS.credits_horizon))
+EXHAUSTION_STEPS: Final = ((None, "red"), (HORIZON_S, "green"))
 
 
 def _traces_panel() -> table.Panel:
@@ -297,6 +310,80 @@ def errors() -> db.Dashboard:
             ],
         ),
     ]
+    credits = f'{n.L_DIMENSION}="{CREDITS}"'
+    used, limit = sel(n.QUOTA_USED, credits), sel(n.QUOTA_LIMIT, credits)
+    burn_window = DEFAULTS.credits_burn_window
+    left = f"(({limit} - {used}) > 0)"
+    burn = f"(deriv({used}[{burn_window}]) > 0)"
+    quota_gauge_help = (
+        " From the providers' response headers: the limit is the largest and the used amount the "
+        "most recent any process saw; no series when a provider sends none (unknown)."
+    )
+    provider_quota_panels = [
+        single_stat(
+            "Credits used share",
+            "Used / limit of each provider's credit quota, now, the largest share of the "
+            f"targets. Orange from {percent(DEFAULTS.credits_low_ratio)}: {CREDITS_LOW} "
+            "(warning) fires; red from 100%: the balance is spent, and the next request fails "
+            f"({CREDITS_EXHAUSTED})." + quota_gauge_help,
+            "percentunit",
+            [
+                Q(
+                    f"max by ({P}) ({used} / ({limit} > 0))",
+                    legend(P),
+                )
+            ],
+            steps=CREDITS_SHARE_STEPS,
+        ),
+        single_stat(
+            "Time to credit exhaustion",
+            "When each provider's credits run out at the burn rate of the last "
+            f"{burn_window} (the least-squares slope of the used amount): credits left / burn "
+            "rate, per target, the soonest. Red under "
+            f"{DEFAULTS.credits_horizon}: {CREDITS_RUNNING_OUT} (critical) fires when it stays "
+            f"there for {DEFAULTS.credits_running_out_for}. No value while nothing burns, after "
+            "a billing reset (for up to the window) or once nothing is left.",
+            "s",
+            [Q(f"min by ({P}) ({left} / {burn})", legend(P))],
+            steps=EXHAUSTION_STEPS,
+            graph=True,
+            span=6,
+        ),
+        ts(
+            "Quota used share by provider and dimension",
+            "Used / limit of every quota the providers report, by provider and dimension: "
+            "credits (a balance for the billing cycle) and the per-minute rate-limit windows "
+            "(rpm, tpm, requests, tokens), which swing to 100% and back under bursts; the largest "
+            "share of the targets." + quota_gauge_help,
+            "percentunit",
+            [
+                Q(
+                    f"max by ({P}, {n.L_DIMENSION}) ({sel(n.QUOTA_USED)} / "
+                    f"({sel(n.QUOTA_LIMIT)} > 0))",
+                    legend(P, n.L_DIMENSION),
+                )
+            ],
+        ),
+        ts(
+            "Credits used and limit",
+            "Each provider's credit quota: the amount used and the limit, the largest of the "
+            "targets. Used drops back at a new billing cycle; a top-up raises the limit."
+            + quota_gauge_help,
+            "short",
+            [
+                Q(f"max by ({P}) ({used})", legend(P, prefix="used: ")),
+                Q(f"max by ({P}) ({limit})", legend(P, prefix="limit: ")),
+            ],
+        ),
+        ts(
+            "Credit burn rate",
+            "Credits used per hour by each provider, at the slope of the used amount over the "
+            f"last {burn_window} (deriv), the fastest target: the rate {CREDITS_RUNNING_OUT} "
+            "projects. Below zero (clipped) for up to the window after a billing reset.",
+            "short",
+            [Q(f"max by ({P}) (deriv({used}[{burn_window}])) * 3600", legend(P))],
+        ),
+    ]
     terminal_panels = [
         ts(
             "Terminal errors by component, provider and error class",
@@ -344,6 +431,38 @@ def errors() -> db.Dashboard:
             links=[trace_link(traceql(f"span.{n.A_FINAL}=true", *label_conditions((C, P))))],
         ),
     ]
+    fallback_panels = [
+        ts(
+            "Fallback switches",
+            "FallbackAdapter switches per second from a failing provider to the next one, by "
+            "component and the two providers: the session carried on, on its second choice.",
+            "ops",
+            [
+                Q(
+                    rate(n.FALLBACK_SWITCHES, by=(C, n.L_FROM_PROVIDER, n.L_TO_PROVIDER)),
+                    "{{component}}: {{from_provider}} to {{to_provider}}",
+                )
+            ],
+            span=8,
+        ),
+        ts(
+            "Fallbacks exhausted",
+            "FallbackAdapter requests per second on which every provider failed, by component: "
+            "nothing left to fall back on, the request failed.",
+            "ops",
+            [Q(rate(n.FALLBACK_EXHAUSTED, by=(C,)), legend(C))],
+            span=8,
+        ),
+        ts(
+            "Retry wait",
+            "For requests with a failed attempt: from the first attempt's start to the last's, "
+            "what retries (and fallbacks) added before the final attempt. p50, p90 and p99 over "
+            "the rate interval.",
+            "s",
+            [Q(quantile(q, n.RETRY_WAIT), f"p{round(q * 100)}") for q in (0.5, 0.9, 0.99)],
+            span=8,
+        ),
+    ]
     internal_panels = [
         ts(
             "Unhandled task errors by root cause",
@@ -367,9 +486,10 @@ def errors() -> db.Dashboard:
             ERRORS_UID,
             ERRORS_TITLE,
             "Every failed provider attempt of LiveKit Agents as otel-agents records it: root "
-            "causes, masked retries, LiveKit Inference quota errors, terminal errors, "
-            "per-provider failure ratios and otel-agents' own errors, with links to the "
-            "failed attempts' spans in Tempo.",
+            "causes, masked retries, LiveKit Inference quota errors, the providers' quota and "
+            "credit burn, terminal errors, per-provider failure ratios, fallbacks and retry "
+            "waits, and otel-agents' own errors, with links to the failed attempts' spans in "
+            "Tempo.",
             tempo_variable=True,
         ),
         [
@@ -377,8 +497,10 @@ def errors() -> db.Dashboard:
             ("Failed attempts per second", attempts),
             ("Masked retries", masked_panels),
             ("LiveKit Inference quota", quota_panels),
+            ("Provider quota", provider_quota_panels),
             ("Terminal errors per second", terminal_panels),
             ("Requests per provider", request_panels),
+            ("Fallbacks and retries", fallback_panels),
             ("Unhandled task errors and otel-agents internal errors", internal_panels),
             ("Traces", [_traces_panel()]),
         ],

@@ -1,8 +1,8 @@
 """The LiveKit Agents / Overview dashboard: how the voice sessions are going.
 
-Sessions and the alerts firing, silent sessions, dead and unanswered turns, and latency. The
-silent-session, dead-turn and unanswered-turn stats turn orange and red at the default
-thresholds of their alerts (``config.DEFAULTS``).
+Sessions and the alerts firing, silent sessions (by close reason and cause), dead, unanswered
+and unheard turns, and latency. The silent-session, dead-turn, unanswered-turn and unheard-reply
+stats turn orange and red at the default thresholds of their alerts (``config.DEFAULTS``).
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from .config import (
     OVERVIEW_UID,
     SILENT_SESSIONS,
     UNANSWERED_TURNS,
+    UNHEARD_SPEECH,
     percent,
 )
 from .panels import (
@@ -49,6 +50,7 @@ DEAD_STEPS: Final = ((None, "green"), (DEFAULTS.dead_ratio, "orange"))
 #: the alert fires when more turns than its threshold wait: the first such count is orange
 UNANSWERED_FROM: Final = float(DEFAULTS.unanswered_turns_threshold + 1)
 UNANSWERED_STEPS: Final = ((None, "green"), (UNANSWERED_FROM, "orange"))
+UNHEARD_STEPS: Final = ((None, "green"), (DEFAULTS.unheard_ratio, "orange"))
 
 
 def overview() -> db.Dashboard:
@@ -56,6 +58,7 @@ def overview() -> db.Dashboard:
     silent = n.SILENT_SESSIONS
     turns = n.USER_TURNS
     dead = n.DEAD_TURNS
+    unheard = n.UNHEARD_SPEECH
     percentiles = (0.5, 0.9, 0.99)
 
     def latency(title: str, histogram: str, text: str) -> timeseries.Panel:
@@ -151,6 +154,17 @@ def overview() -> db.Dashboard:
             [Q(f"{rate(silent)} / {rate(closed)}", "silent share")],
             span=9,
         ),
+        ts(
+            "Silent sessions by cause",
+            "Silent sessions per second, by why the caller heard nothing: the error class of "
+            "the provider error that killed the turns (quota_exhausted, auth, rate_limited, "
+            "timeout, ...), empty_reply (the LLM answered nothing), unheard (the agent spoke "
+            "but no audio reached the caller), stalled (no answer and no error) or unknown (a "
+            "defect: report it).",
+            "ops",
+            [Q(rate(silent, by=(n.L_CAUSE,)), legend(n.L_CAUSE))],
+            span=24,
+        ),
     ]
     dead_share = f"{total(dead)} / {total(turns)}"
     dead_share_rate = (
@@ -197,6 +211,32 @@ def overview() -> db.Dashboard:
             ],
             span=24,
         ),
+        single_stat(
+            "Unheard reply share",
+            "Agent replies the caller never heard, divided by user turns, in the time range "
+            "(0 when none). The agent answered by its own account, and nothing reached the "
+            f"caller. Orange from {percent(DEFAULTS.unheard_ratio)}: the default threshold of "
+            f"the {UNHEARD_SPEECH} alert.",
+            "percentunit",
+            [
+                Q(
+                    f"({total(unheard)} or {total(turns)} * 0) / {total(turns)}",
+                    "unheard",
+                    instant=True,
+                )
+            ],
+            steps=UNHEARD_STEPS,
+        ),
+        ts(
+            "Unheard replies by cause",
+            "Agent replies per second that the caller never heard, by cause: no_frames (the "
+            "reply went out as text and no audio frame reached the output), never_played (the "
+            "output finished its playout without playing any of it), cleared_before_playout "
+            "(interrupted or cleared before any audio played).",
+            "ops",
+            [Q(rate(unheard, by=(n.L_CAUSE,)), legend(n.L_CAUSE))],
+            span=18,
+        ),
     ]
     latency_panels = [
         latency(
@@ -224,7 +264,8 @@ def overview() -> db.Dashboard:
             OVERVIEW_UID,
             OVERVIEW_TITLE,
             "LiveKit Agents voice sessions as otel-agents sees them: sessions, silent "
-            "sessions, dead and unanswered turns, latency, and the otel-agents alerts firing.",
+            "sessions and their causes, dead, unanswered and unheard turns, latency, and the "
+            "otel-agents alerts firing.",
         ),
         [
             ("Sessions", sessions),

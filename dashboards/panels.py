@@ -33,16 +33,21 @@ RATE: Final = "$__rate_interval"
 RANGE: Final = "$__range"
 
 #: Titles of the panels whose queries may legitimately return no series at all: failures of
-#: otel-agents itself, never-retrieved task exceptions, terminal errors other than quota, and
-#: firing alerts, none of which a healthy system produces. "May", not "must": the demo's
-#: ``bad-key`` scenario does produce a terminal auth error, and its faults can fire alerts. Each
-#: panel says so in its description. Every other panel returns data against the demo.
+#: otel-agents itself, never-retrieved task exceptions, terminal errors other than quota,
+#: fallback switches and exhausted fallbacks (and agents without a FallbackAdapter), replies the
+#: caller never heard, and firing alerts, none of which a healthy system produces. "May", not
+#: "must": the demo's ``bad-key`` scenario does produce a terminal auth error, and its faults can
+#: fire alerts. Each panel says so in its description. Every other panel returns data against
+#: the demo.
 EMPTY_WHEN_HEALTHY: Final = frozenset(
     {
         "Alerts firing",
         "Terminal errors other than quota",
         "Unhandled task errors by root cause",
         "otel-agents internal errors",
+        "Fallback switches",
+        "Fallbacks exhausted",
+        "Unheard replies by cause",
     }
 )
 EMPTY_NOTE: Final = " Empty when healthy: no series at all means none happened in the time range."

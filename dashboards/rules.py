@@ -197,9 +197,70 @@ def dead_turns(cfg: Config) -> Share:
     return share(cfg, n.DEAD_TURNS, n.USER_TURNS, cfg.dead_window)
 
 
+def unheard_speech(cfg: Config) -> Share:
+    return share(cfg, n.UNHEARD_SPEECH, n.USER_TURNS, cfg.unheard_window)
+
+
+# --- quota gauges ----------------------------------------------------------------------------
+
+#: the quota dimension the credit alerts watch: a balance that lasts a billing cycle. The others
+#: (``rpm``, ``tpm``, ``requests``, ``tokens``) are rate-limit windows of a minute, refilled
+#: before any forecast could matter (``LiveKitAgentsRateLimited`` covers hitting them)
+CREDITS: Final = "credits"
+#: the labels a quota alert keeps: one series per job, provider and dimension
+QUOTA_GAUGE_BY: Final = ("job", n.L_PROVIDER, n.L_DIMENSION)
+
+
+def _credits(cfg: Config, gauge: str) -> str:
+    return sel(cfg, gauge, f'{n.L_DIMENSION}="{CREDITS}"')
+
+
+def credits_used_share(cfg: Config) -> str:
+    """Per job, provider and dimension: the largest used share (used / limit) of the credit
+    quota any target reports. A limit that is unknown (no series) or 0 gives no share."""
+    by = ", ".join(QUOTA_GAUGE_BY)
+    return "\n".join(
+        [
+            f"max by ({by}) (",
+            f"    {_credits(cfg, n.QUOTA_USED)}",
+            "  /",
+            f"    ({_credits(cfg, n.QUOTA_LIMIT)} > 0)",
+            ")",
+        ]
+    )
+
+
+def credits_seconds_left(cfg: Config) -> str:
+    """Per job, provider and dimension: the seconds until the credits left run out at the burn
+    rate of the last ``credits_burn_window`` (``deriv``: the least-squares slope of the used
+    gauge), computed per target (each from its own view of the quota), the soonest target.
+    Only while some credits are left and the used gauge grows: a balance reset at a new
+    billing cycle (used drops) gives a negative slope, hence nothing, until the window holds
+    the new cycle's burn alone."""
+    by = ", ".join(QUOTA_GAUGE_BY)
+    used, limit = _credits(cfg, n.QUOTA_USED), _credits(cfg, n.QUOTA_LIMIT)
+    return "\n".join(
+        [
+            f"min by ({by}) (",
+            "  # the credits left, per target, while some are",
+            "  (",
+            "    (",
+            f"        {limit}",
+            f"      - {used}",
+            "    ) > 0",
+            "  )",
+            "  /",
+            f"  # the burn rate: credits used per second over the last {cfg.credits_burn_window}, "
+            "while it grows",
+            f"  (deriv({used}[{cfg.credits_burn_window}]) > 0)",
+            ")",
+        ]
+    )
+
+
 def records(cfg: Config) -> list[Record]:
     """Every recording rule, each before any rule that reads it, once."""
-    silent, dead = silent_sessions(cfg), dead_turns(cfg)
+    silent, dead, unheard = silent_sessions(cfg), dead_turns(cfg), unheard_speech(cfg)
     ordered = [
         credits_exhausted(cfg),
         terminal_errors(cfg),
@@ -210,6 +271,9 @@ def records(cfg: Config) -> list[Record]:
         dead.part,
         dead.whole,
         dead.ratio,
+        unheard.part,
+        unheard.whole,
+        unheard.ratio,
         transient_quota_errors(cfg),
         masked_failures(cfg),
     ]

@@ -25,7 +25,15 @@ from dashboards import alerts
 from dashboards import rules as recording
 from dashboards.alerts import Config, build_rules, write_rules
 from dashboards.catalogue import exported_series, metrics_in
-from dashboards.config import ALERT_PREFIX, METRICS_ABSENT, UNANSWERED_TURNS, seconds
+from dashboards.config import (
+    ALERT_PREFIX,
+    CREDITS_LOW,
+    CREDITS_RUNNING_OUT,
+    METRICS_ABSENT,
+    UNANSWERED_TURNS,
+    seconds,
+)
+from otel_agents import names as n
 
 from prometheus_bin import promtool
 
@@ -37,10 +45,13 @@ RUNBOOK = DASHBOARDS / "runbook.md"
 #: every alert and its severities
 EXPECTED_ALERTS = {
     "LiveKitAgentsCreditsExhausted": {"critical"},
+    "LiveKitAgentsCreditsRunningOut": {"critical"},
+    "LiveKitAgentsCreditsLow": {"warning"},
     "LiveKitAgentsTerminalErrors": {"critical"},
     "LiveKitAgentsSilentSessions": {"warning", "critical"},
     "LiveKitAgentsUnansweredTurns": {"warning"},
     "LiveKitAgentsDeadTurns": {"warning"},
+    "LiveKitAgentsUnheardSpeech": {"warning"},
     "LiveKitAgentsRateLimited": {"warning"},
     "LiveKitAgentsMaskedRetryFailures": {"warning"},
     "LiveKitAgentsMetricsAbsent": {"warning"},
@@ -307,16 +318,23 @@ def reading_records(expr: str, config: Config | None = None) -> str:
     return expr
 
 
+#: the gauges the alerts read raw (nothing to record: no counter, no window)
+GAUGES = {n.QUOTA_LIMIT, n.QUOTA_USED}
+
+
 def test_alerts_compute_what_the_recording_rules_record() -> None:
-    """Every counter alert is made of the recording rules' expressions, and of nothing else."""
+    """Every counter alert is made of the recording rules' expressions, and of nothing else;
+    the quota alerts read their gauges raw (CreditsRunningOut's guard is the count that
+    CreditsExhausted records)."""
     exported = exported_series()
     for rule in rules():
         recorded = reading_records(rule["expr"])
-        if rule["alert"] in (UNANSWERED_TURNS, METRICS_ABSENT):  # nothing to record
+        if rule["alert"] in (UNANSWERED_TURNS, METRICS_ABSENT, CREDITS_LOW):  # nothing recorded
             assert recorded == rule["expr"], rule["alert"]
             continue
         assert RECORDED.search(recorded), rule["alert"]
-        assert not metrics_in(RECORDED.sub("", code(recorded))) & exported, recorded
+        allowed = GAUGES if rule["alert"] == CREDITS_RUNNING_OUT else set()
+        assert not metrics_in(RECORDED.sub("", code(recorded))) & exported - allowed, recorded
 
 
 def test_reading_the_recorded_series_gives_the_same_alerts(tmp_path: Path) -> None:
@@ -374,6 +392,12 @@ DURATIONS = {
     "unanswered_for": "17s",
     "dead_window": "53s",
     "dead_for": "19s",
+    "credits_burn_window": "37m",
+    "credits_horizon": "7h",
+    "credits_running_out_for": "67s",
+    "credits_low_for": "71s",
+    "unheard_window": "73s",
+    "unheard_for": "79s",
     "rate_limited_window": "59s",
     "rate_limited_for": "23s",
     "masked_window": "61s",
@@ -384,7 +408,7 @@ DURATIONS = {
 
 def test_every_window_and_for_is_overridable(tmp_path: Path) -> None:
     defaults = Config()
-    names = {f for f in vars(defaults) if f.endswith(("_window", "_for", "_lookback"))}
+    names = {f for f in vars(defaults) if f.endswith(("_window", "_for", "_lookback", "_horizon"))}
     assert names == set(DURATIONS), "add the new Config duration field to DURATIONS"
     config = Config(
         **DURATIONS,
@@ -394,6 +418,9 @@ def test_every_window_and_for_is_overridable(tmp_path: Path) -> None:
         silent_critical_ratio=0.5,
         dead_ratio=0.35,
         unanswered_turns_threshold=2,
+        credits_low_ratio=0.75,
+        unheard_min_turns=6,
+        unheard_ratio=0.15,
     )
     built = rules(config)
     text = yaml.safe_dump(all_rules(config))
@@ -402,11 +429,14 @@ def test_every_window_and_for_is_overridable(tmp_path: Path) -> None:
     fors = {(r["alert"], r["labels"]["severity"]): r["for"] for r in built}
     assert fors == {
         ("LiveKitAgentsCreditsExhausted", "critical"): "7s",
+        ("LiveKitAgentsCreditsRunningOut", "critical"): "67s",
+        ("LiveKitAgentsCreditsLow", "warning"): "71s",
         ("LiveKitAgentsTerminalErrors", "critical"): "9s",
         ("LiveKitAgentsSilentSessions", "warning"): "11s",
         ("LiveKitAgentsSilentSessions", "critical"): "13s",
         ("LiveKitAgentsUnansweredTurns", "warning"): "17s",
         ("LiveKitAgentsDeadTurns", "warning"): "19s",
+        ("LiveKitAgentsUnheardSpeech", "warning"): "79s",
         ("LiveKitAgentsRateLimited", "warning"): "23s",
         ("LiveKitAgentsMaskedRetryFailures", "warning"): "29s",
         ("LiveKitAgentsMetricsAbsent", "warning"): "31s",
@@ -421,6 +451,14 @@ def test_every_window_and_for_is_overridable(tmp_path: Path) -> None:
     assert ">= 4\n" in exprs[("LiveKitAgentsDeadTurns", "warning")]
     assert exprs[("LiveKitAgentsDeadTurns", "warning")].endswith(") > 0.35")
     assert exprs[("LiveKitAgentsUnansweredTurns", "warning")].endswith(" > 2")
+    assert ">= 6\n" in exprs[("LiveKitAgentsUnheardSpeech", "warning")]
+    assert exprs[("LiveKitAgentsUnheardSpeech", "warning")].endswith(") > 0.15")
+    assert exprs[("LiveKitAgentsCreditsLow", "warning")].endswith("\n>= 0.75")
+    # the forecast: the burn over its window, the horizon in seconds, CreditsExhausted's count
+    running_out = exprs[("LiveKitAgentsCreditsRunningOut", "critical")]
+    assert "[37m])" in running_out
+    assert ") < 25200\n" in running_out
+    assert "[41s])" in running_out
     # the terminal-quota mask looks back twice the terminal window
     assert "[1m26s]" in exprs[("LiveKitAgentsTerminalErrors", "critical")]
     # the recording rules record over the alerts' windows, and are named after them
@@ -431,6 +469,7 @@ def test_every_window_and_for_is_overridable(tmp_path: Path) -> None:
             "increase1m26s",  # their mask
             *["increase47s", "increase47s", "ratio_increase47s"],  # silent sessions
             *["increase53s", "increase53s", "ratio_increase53s"],  # dead turns
+            *["increase73s", "increase73s", "ratio_increase73s"],  # unheard speech
             "increase59s",  # rate limited
             "increase61s",  # masked failures (the window as configured)
         ]
@@ -444,6 +483,10 @@ def test_every_window_and_for_is_overridable(tmp_path: Path) -> None:
     [
         ("credits_window", "5 minutes", "expected a Prometheus duration"),
         ("credits_window", "0s", "expected a positive duration"),
+        ("credits_horizon", "0s", "expected a positive duration"),
+        ("credits_burn_window", "1 hour", "expected a Prometheus duration"),
+        ("credits_low_ratio", 1.0, "expected a ratio in (0, 1)"),
+        ("unheard_min_turns", 0, "expected an integer >= 1"),
         ("dead_for", "-1m", "expected a Prometheus duration"),
         ("silent_warning_ratio", 10, "expected a ratio in (0, 1)"),
         ("dead_ratio", 0.0, "expected a ratio in (0, 1)"),

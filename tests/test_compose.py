@@ -337,10 +337,88 @@ def test_alertmanager_routes_by_severity_and_inhibits_warnings() -> None:
     by_severity = {tuple(r["matchers"]): r["receiver"] for r in route["routes"]}
     assert set(by_severity) == {('severity="critical"',), ('severity="warning"',)}
     assert set(by_severity.values()) <= receivers
-    [inhibit] = config["inhibit_rules"]
+    inhibit, *credits = config["inhibit_rules"]
     assert inhibit["source_matchers"] == ['severity="critical"']
     assert inhibit["target_matchers"] == ['severity="warning"']
     assert set(inhibit["equal"]) == {"alertname", "job"}
+    # the credit alerts' rules are the runbook's, word for word
+    runbook = (ROOT / "dashboards" / "runbook.md").read_text(encoding="utf-8")
+    [documented] = re.findall(r"```yaml\n(inhibit_rules:\n.*?)```", runbook, flags=re.DOTALL)
+    assert credits == yaml.safe_load(documented)["inhibit_rules"]
+
+
+#: (labels of an alert posted to the shipped Alertmanager, whether the shipped inhibit rules
+#: must mute it): CreditsLow is quiet while CreditsRunningOut fires for the same job, provider
+#: and dimension, or CreditsExhausted for the same job
+_CREDIT_ALERTS: list[tuple[dict[str, str], bool]] = [
+    (dict(alertname="LiveKitAgentsCreditsRunningOut", job="a", provider="livekit"), False),
+    (dict(alertname="LiveKitAgentsCreditsLow", job="a", provider="livekit"), True),
+    (dict(alertname="LiveKitAgentsCreditsLow", job="a", provider="openai"), False),
+    (dict(alertname="LiveKitAgentsCreditsLow", job="b", provider="livekit"), False),
+    (dict(alertname="LiveKitAgentsCreditsExhausted", job="c", provider="-"), False),
+    (dict(alertname="LiveKitAgentsCreditsLow", job="c", provider="livekit"), True),
+]
+
+
+def test_alertmanager_quiets_credits_low_while_credits_run_out_or_are_exhausted(
+    tmp_path: Path,
+) -> None:
+    """The real server on the shipped config, fed and read back with the real ``amtool``."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    url = f"--alertmanager.url=http://127.0.0.1:{port}/"
+    server = subprocess.Popen(
+        [
+            str(alertmanager()),
+            f"--config.file={EXPORTERS / 'alertmanager.yml'}",
+            f"--storage.path={tmp_path / 'data'}",
+            f"--web.listen-address=127.0.0.1:{port}",
+            "--cluster.listen-address=",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + TIMEOUT_S
+        while run([str(amtool()), "config", "show", url]).returncode != 0:
+            assert server.poll() is None, server.communicate()[1]
+            assert time.monotonic() < deadline, "alertmanager did not start"
+            time.sleep(0.1)
+        for labels, _ in _CREDIT_ALERTS:
+            severity = "warning" if labels["alertname"].endswith("Low") else "critical"
+            extra = {"dimension": "credits", "severity": severity}
+            out = run(
+                [str(amtool()), "alert", "add", url]
+                + [f"{k}={v}" for k, v in {**labels, **extra}.items()]
+            )
+            assert out.returncode == 0, out.stdout + out.stderr
+
+        def states() -> dict[tuple[str, str, str], str]:
+            out = run(
+                [str(amtool()), "alert", "query", url, "--inhibited", "--active", "-o", "json"]
+            )
+            assert out.returncode == 0, out.stdout + out.stderr
+            return {
+                (a["labels"]["alertname"], a["labels"]["job"], a["labels"]["provider"]): a[
+                    "status"
+                ]["state"]
+                for a in json.loads(out.stdout)
+            }
+
+        want = {
+            (labels["alertname"], labels["job"], labels["provider"]): (
+                "suppressed" if muted else "active"
+            )
+            for labels, muted in _CREDIT_ALERTS
+        }
+        while (got := states()) != want:
+            assert time.monotonic() < deadline, got
+            time.sleep(0.2)
+    finally:
+        server.terminate()
+        server.communicate(timeout=TIMEOUT_S)
 
 
 # --- the collector and Tempo (structure only: no binaries here) ----------------------------------

@@ -23,7 +23,7 @@ from grafana_foundation_sdk.models import dashboard as dm
 
 from dashboards import catalogue
 from dashboards import dashboards as d
-from dashboards.config import ALERT_PREFIX, ALERTS, DEFAULTS
+from dashboards.config import ALERT_PREFIX, ALERTS, DEFAULTS, seconds
 from dashboards.panels import EMPTY_WHEN_HEALTHY
 from otel_agents import names as n
 
@@ -278,11 +278,14 @@ def test_range_functions_use_grafana_intervals() -> None:
     for (title, expr), is_instant in instant.items():
         text = blank_strings(expr)
         windows = re.findall(r"\[([^\]]*)\]", text)
-        calls = re.findall(r"\b(rate|irate|increase)\s*\(\s*[^\[]*\[([^\]]*)\]", text)
+        calls = re.findall(r"\b(rate|irate|increase|deriv)\s*\(\s*[^\[]*\[([^\]]*)\]", text)
         assert len(calls) == len(windows), f"{title}: a range outside rate/increase: {expr}"
         for function, window in calls:
             assert function != "irate", f"{title}: use rate, not irate"
-            if window == "$__range":
+            if function == "deriv":
+                # a gauge's slope, over the window LiveKitAgentsCreditsRunningOut projects from
+                assert window == DEFAULTS.credits_burn_window, (title, window)
+            elif window == "$__range":
                 assert (function, is_instant) == ("increase", True), (
                     f"{title}: $__range only for totals: increase() in an instant query"
                 )
@@ -295,8 +298,14 @@ def test_counters_only_inside_rate_or_increase() -> None:
         for metric, _, pos in selectors(expr):
             if metric.endswith(COUNTER_SUFFIXES):
                 assert enclosing_function(expr, pos) in ("rate", "increase"), (title, metric)
-            else:  # a gauge, used raw
-                assert metric in {n.SESSIONS_ACTIVE, n.UNANSWERED_TURNS, "ALERTS"}, metric
+            else:  # a gauge, used raw (or in deriv)
+                assert metric in {
+                    n.SESSIONS_ACTIVE,
+                    n.UNANSWERED_TURNS,
+                    n.QUOTA_USED,
+                    n.QUOTA_LIMIT,
+                    "ALERTS",
+                }, metric
 
 
 def test_histograms_through_histogram_quantile() -> None:
@@ -375,6 +384,9 @@ def test_units_match_the_queries() -> None:
         expr = target["expr"]
         if expr.startswith("histogram_quantile("):
             assert unit == "s", panel["title"]
+        elif "deriv(" in expr:
+            # credits left / credits per second: seconds; else a burn rate per hour: a count
+            assert unit == ("s" if " / " in expr else "short"), panel["title"]
         elif " / " in expr:
             assert unit == "percentunit", panel["title"]
         elif "(rate(" in expr:
@@ -393,6 +405,7 @@ def test_overview_covers_the_session_metrics() -> None:
         n.USER_TURNS,
         n.DEAD_TURNS,
         n.UNANSWERED_TURNS,
+        n.UNHEARD_SPEECH,
     ):
         assert metric in used, metric
     for histogram in (n.TIME_TO_FIRST_SPEECH, n.RESPONSE_LATENCY, n.SESSION_DURATION):
@@ -411,8 +424,13 @@ def test_errors_dashboard_covers_the_error_metrics() -> None:
         n.REQUESTS,
         n.UNHANDLED_TASK_ERRORS,
         n.INTERNAL_ERRORS,
+        n.QUOTA_USED,
+        n.QUOTA_LIMIT,
+        n.FALLBACK_SWITCHES,
+        n.FALLBACK_EXHAUSTED,
     ):
         assert metric in used, metric
+    assert n.RETRY_WAIT + "_bucket" in used
 
 
 # --- trace links -----------------------------------------------------------------------------
@@ -542,10 +560,36 @@ def test_stat_thresholds_match_the_alerts() -> None:
         (None, "green"),
         (DEFAULTS.unanswered_turns_threshold + 1, "orange"),
     ]
+    assert steps["Unheard reply share"] == [(None, "green"), (DEFAULTS.unheard_ratio, "orange")]
+    assert steps["Credits used share"] == [
+        (None, "green"),
+        (DEFAULTS.credits_low_ratio, "orange"),
+        (1.0, "red"),
+    ]
+    # LiveKitAgentsCreditsRunningOut fires under the horizon: red below it
+    assert steps["Time to credit exhaustion"] == [
+        (None, "red"),
+        (seconds(DEFAULTS.credits_horizon), "green"),
+    ]
     descriptions = {panel["title"]: panel["description"] for _, panel in all_panels()}
     assert "Orange from 10%, red from 30%" in descriptions["Silent session share"]
     assert "Orange from 20%" in descriptions["Dead turn share"]
     assert "Orange from 1: LiveKitAgentsUnansweredTurns" in descriptions["Unanswered turns now"]
+    assert "Orange from 10%" in descriptions["Unheard reply share"]
+    assert "Orange from 90%: LiveKitAgentsCreditsLow" in descriptions["Credits used share"]
+    assert (
+        "Red under 6h: LiveKitAgentsCreditsRunningOut" in descriptions["Time to credit exhaustion"]
+    )
+
+
+def test_panels_compute_what_the_credit_alerts_read() -> None:
+    """The quota panels read the same gauges, dimension and window as the credit alerts."""
+    (share,) = [e for t, e in exprs() if t == "Credits used share"]
+    (left,) = [e for t, e in exprs() if t == "Time to credit exhaustion"]
+    for expr in (share, left):
+        assert f'{n.L_DIMENSION}="credits"' in expr
+    assert f"[{DEFAULTS.credits_burn_window}])" in left
+    assert " > 0) / (deriv(" in left
 
 
 def test_alerts_firing_panel_selects_every_alert() -> None:

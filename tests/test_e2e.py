@@ -7,11 +7,15 @@ traffic guards are shortened here, through the generator's ``Config``, so the te
 seconds rather than the minutes the production rules wait); Debian's Alertmanager notifies a
 small webhook receiver in this process.
 
-It proves three things. Every alert of ``dashboards/alerts.py`` reaches the webhook with the
-labels it promises, in the scenario made for it (the time each took is printed, ``-s``). Every
-query of every dashboard panel, every recording rule and every alert expression returns data
-from this Prometheus, except the panels the dashboards document as empty when healthy. And when
-the agent goes away, ``LiveKitAgentsMetricsAbsent`` says so.
+It proves four things. Every alert of ``dashboards/alerts.py`` reaches the webhook with the
+labels it promises, in the scenario made for it (the time each took is printed, ``-s``). The
+credits forecast pages before the outage: ``LiveKitAgentsCreditsRunningOut`` reaches the webhook
+before ``LiveKitAgentsCreditsExhausted`` for the gateway's credits (the lead time is printed):
+the demo paces its credits-draining scenario (``--drain-pace``) so the burn is scraped several
+times before the balance runs out. Every query of every dashboard panel, every recording rule
+and every alert expression returns data from this Prometheus, except the panels the dashboards
+document as empty when healthy. And when the agent goes away, ``LiveKitAgentsMetricsAbsent``
+says so.
 """
 
 from __future__ import annotations
@@ -42,6 +46,9 @@ ROOT = Path(__file__).resolve().parent.parent
 JOB = "livekit-agents"
 #: the whole test is bounded by this (the issue asks for well under two minutes)
 DEADLINE = 100.0
+#: the pause between the credits-draining scenario's turns: its 5 answers (100 of 500 credits
+#: each) span ~8 s, so Prometheus (scraping every second) sees the burn before the 429s
+DRAIN_PACE = 1.5
 STARTUP = 30.0
 
 
@@ -150,9 +157,18 @@ def process(command: list[str], log: Path, **kwargs: Any) -> Iterator[subprocess
 
 
 #: the shipped expressions, with windows, ``for`` durations and traffic guards fit for a
-#: one-minute run (a demo round is ~9 sessions in ~10 s; Prometheus evaluates every second)
+#: one-minute run (a demo round is 12 sessions and 28 user turns in ~17 s, the credits drain's
+#: pauses included; Prometheus evaluates every second)
 FAST = {
     "credits_window": "1m",
+    # the drain spends 100 of its 500 credits every ~1.7 s: from its first answer on, the burn
+    # over 10s (the steps from the healthy balance's 10-20 used included) runs out of the 400
+    # left in well under 5m; the healthy balance (1M, 10 a completion) never comes near it
+    "credits_burn_window": "10s",
+    "credits_horizon": "5m",
+    "credits_running_out_for": "2s",
+    # used == limit from the drain's last answer through credits-exhausted: ~4 s a round
+    "credits_low_for": "1s",
     "terminal_window": "1m",
     "silent_window": "1m",
     "silent_min_sessions": 5,
@@ -165,8 +181,13 @@ FAST = {
     "rate_limited_window": "1m",
     "rate_limited_for": "2s",
     "masked_window": "1m",
+    "unheard_window": "1m",
+    "unheard_min_turns": 5,
+    "unheard_for": "2s",
     "absent_for": "2s",
 }
+#: the gateway's credit quota, as its response headers report it
+GATEWAY_CREDITS = {"provider": "livekit", "dimension": "credits"}
 
 #: what each alert must carry when the demo's scenarios fire it
 EXPECTED_LABELS: dict[str, list[dict[str, str]]] = {
@@ -178,12 +199,15 @@ EXPECTED_LABELS: dict[str, list[dict[str, str]]] = {
             "quota_category": "MaxGatewayCredits",
         }
     ],
+    "LiveKitAgentsCreditsRunningOut": [{"severity": "critical", **GATEWAY_CREDITS}],
+    "LiveKitAgentsCreditsLow": [{"severity": "warning", **GATEWAY_CREDITS}],
     "LiveKitAgentsTerminalErrors": [
         {"severity": "critical", "component": "llm", "provider": "livekit", "error_class": "auth"}
     ],
     "LiveKitAgentsSilentSessions": [{"severity": "warning"}, {"severity": "critical"}],
     "LiveKitAgentsUnansweredTurns": [{"severity": "warning"}],
     "LiveKitAgentsDeadTurns": [{"severity": "warning"}],
+    "LiveKitAgentsUnheardSpeech": [{"severity": "warning"}],
     "LiveKitAgentsRateLimited": [
         {
             "severity": "warning",
@@ -207,6 +231,12 @@ EXPECTED_LABELS: dict[str, list[dict[str, str]]] = {
         }
     ],
 }
+
+
+def sign(expected: dict[str, list[dict[str, str]]], alert: str) -> tuple[tuple[str, str], ...]:
+    """The key of ``fired_at`` for the one set of labels expected of ``LiveKitAgents<alert>``."""
+    [want] = expected[f"LiveKitAgents{alert}"]
+    return tuple(sorted(want.items()))
 
 
 def matches(notification: Notification, want: dict[str, str]) -> bool:
@@ -282,7 +312,7 @@ def test_demo_to_prometheus_to_alertmanager(tmp_path: Path) -> None:
             process(
                 [
                     sys.executable, "-m", "otel_agents", "demo", "--serve", "--pause", "0.5",
-                    "--metrics-port", str(demo_port),
+                    "--drain-pace", str(DRAIN_PACE), "--metrics-port", str(demo_port),
                 ],
                 tmp_path / "demo.log",
                 cwd=tmp_path,
@@ -299,14 +329,20 @@ def test_demo_to_prometheus_to_alertmanager(tmp_path: Path) -> None:
             )
 
             # 1. every alert but MetricsAbsent, at the webhook
-            def all_fired() -> bool:
-                return all(
-                    any(matches(a, want) for a in webhook.firing(name))
+            def not_fired() -> list[str]:
+                return [
+                    f"{name} {want}"
                     for name, wants in EXPECTED_LABELS.items()
                     for want in wants
-                )
+                    if not any(matches(a, want) for a in webhook.firing(name))
+                ]
 
-            wait_until(all_fired, DEADLINE - (time.monotonic() - started), "every alert")
+            try:
+                wait_until(
+                    lambda: not not_fired(), DEADLINE - (time.monotonic() - started), "every alert"
+                )
+            except AssertionError as e:
+                raise AssertionError(f"{e}; never fired: {not_fired()}") from None
             fired_at = {
                 (name, tuple(sorted(want.items()))): min(
                     a.at for a in webhook.firing(name) if matches(a, want)
@@ -314,6 +350,14 @@ def test_demo_to_prometheus_to_alertmanager(tmp_path: Path) -> None:
                 for name, wants in EXPECTED_LABELS.items()
                 for want in wants
             }
+            # the forecast came first: the credits ran out after RunningOut paged, not before
+            running_out = fired_at[
+                ("LiveKitAgentsCreditsRunningOut", sign(EXPECTED_LABELS, "CreditsRunningOut"))
+            ]
+            exhausted = fired_at[
+                ("LiveKitAgentsCreditsExhausted", sign(EXPECTED_LABELS, "CreditsExhausted"))
+            ]
+            assert running_out < exhausted, (running_out, exhausted)
             credits = next(a for a in webhook.firing("LiveKitAgentsCreditsExhausted"))
             assert "MaxGatewayCredits" in credits.annotations["description"]
             assert credits.annotations["runbook_url"].endswith("#livekitagentscreditsexhausted")
@@ -321,25 +365,32 @@ def test_demo_to_prometheus_to_alertmanager(tmp_path: Path) -> None:
                 "the agent is up: MetricsAbsent must not fire"
             )
 
-            # 2. every dashboard query, recorded series and alert expression returns data
+            # 2. every dashboard query, recorded series and alert expression returns data: now,
+            # or at some evaluation since the demo started (the credit forecasts, panel and
+            # alert, hold only while the drain burns credits: the demo's other scenarios each
+            # start on a fresh healthy balance, so its used gauge does not grow steadily)
+            since = f"{int(time.monotonic() - started) + 5}s"
             empty: list[str] = []
             for name in boards.DASHBOARDS:
                 for title, expr in queries(boards.load(name)):
                     if title in EMPTY_WHEN_HEALTHY:
                         continue
-                    if not prom.query(substitute_variables(expr)):
+                    expr = substitute_variables(expr)
+                    if not prom.query(expr) and not prom.query(
+                        f"count_over_time(({expr})[{since}:1s])"
+                    ):
                         empty.append(f"{name}: {title}: {expr}")
             for group in alerts.build_rules(alerts.Config(**FAST))["groups"]:
                 for rule in group["rules"]:
                     if "record" in rule:
-                        if not prom.query(f"count_over_time({rule['record']}[90s])"):
+                        if not prom.query(f"count_over_time({rule['record']}[{since}])"):
                             empty.append(f"recording rule {rule['record']}")
                         continue
                     if rule["alert"] == "LiveKitAgentsMetricsAbsent":
                         continue  # empty while the agent is up: checked below
                     # some hold only while it happens (a caller waiting right now): did the
-                    # expression return data at any evaluation of the last 90 s?
-                    if not prom.query(f"count_over_time(({rule['expr']})[90s:1s])"):
+                    # expression return data at any evaluation of the run?
+                    if not prom.query(f"count_over_time(({rule['expr']})[{since}:1s])"):
                         empty.append(f"rule {rule['alert']} ({rule['labels']['severity']})")
             assert empty == []
 
@@ -367,3 +418,7 @@ def test_demo_to_prometheus_to_alertmanager(tmp_path: Path) -> None:
     for (name, labels), at in sorted(fired_at.items(), key=lambda item: item[1]):
         print(f"  {at:5.1f} s  {name} {dict(labels)}")
     print(f"  {absent_at - stopped:5.1f} s  LiveKitAgentsMetricsAbsent, after the demo stopped")
+    print(
+        f"LiveKitAgentsCreditsRunningOut paged {exhausted - running_out:.1f} s before "
+        "LiveKitAgentsCreditsExhausted"
+    )
