@@ -117,13 +117,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="how long an idle connection is kept for its next request "
         f"(default: {DEFAULT_KEEPALIVE_TIMEOUT_S:g})",
     )
+    parser.add_argument(
+        "-v",
+        "--verbose",
+        action="store_true",
+        help="show every log record from INFO up, redacted, as JSON lines on stderr (console "
+        "lines on a terminal; needs the structlog extra)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
     """Serve until SIGTERM/SIGINT. Returns the exit code; bad settings print one line."""
     try:
         config = _resolve(args)
-        return asyncio.run(_serve(config))
+        return asyncio.run(_serve(config, bool(getattr(args, "verbose", False))))
     except CliError as exc:
         print(exc, file=sys.stderr)
         return 2
@@ -207,7 +214,7 @@ def _secret(option: str, path: str | None, env: str) -> str | None:
     return None
 
 
-async def _serve(config: _Config) -> int:
+async def _serve(config: _Config, verbose: bool = False) -> int:
     _raise_fd_limit()
     loop = asyncio.get_running_loop()
     loop.set_exception_handler(_loop_error_handler())
@@ -235,18 +242,37 @@ async def _serve(config: _Config) -> int:
     if (warning := exposure_warning(server)) is not None:
         print(warning, file=sys.stderr, flush=True)
     # the package's logger has only a NullHandler: the sidecar's warnings (and the reaper's)
-    # would go nowhere
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("%(message)s"))
-    handler.setLevel(logging.WARNING)
+    # would go nowhere; --verbose shows every record, redacted, through configure_logging
+    handler: logging.Handler | None = None if verbose and _verbose_logs() else _plain_warnings()
     package_logger = logging.getLogger(n.LOGGER_NAME)
-    package_logger.addHandler(handler)
+    if handler is not None:
+        package_logger.addHandler(handler)
     try:
         await stop.wait()
     finally:
-        package_logger.removeHandler(handler)
+        if handler is not None:
+            package_logger.removeHandler(handler)
         await server.aclose()
     return 0
+
+
+def _plain_warnings() -> logging.Handler:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    handler.setLevel(logging.WARNING)
+    return handler
+
+
+def _verbose_logs() -> bool:
+    """``configure_logging`` at INFO; ``False`` (plain warnings) without structlog."""
+    from .._logs import configure_logging
+
+    try:
+        configure_logging(logging.INFO)
+    except ImportError as exc:
+        print(f"{PROG}: --verbose: {exc}; showing plain warnings", file=sys.stderr, flush=True)
+        return False
+    return True
 
 
 def exposure_warning(server: MetricsServer) -> str | None:

@@ -96,7 +96,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "scraping /metrics sees the credit balance burn over several scrapes (default: 0)",
     )
     parser.add_argument(
-        "-v", "--verbose", action="store_true", help="also show livekit's and otel-agents' logs"
+        "-v",
+        "--verbose",
+        action="store_true",
+        help="also show livekit's and otel-agents' logs, redacted, as JSON lines on stderr "
+        "(console lines on a terminal)",
     )
 
 
@@ -180,8 +184,17 @@ def run(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
 
 
 def _quiet_logs(verbose: bool) -> None:
-    # The demo's output is the summary; the raw records are in the trace file and /metrics.
-    # livekit logs every failed attempt with a traceback: keep that for --verbose.
+    # The demo's output is the summary (plain text on stdout); the raw records are in the trace
+    # file and /metrics. livekit logs every failed attempt with a traceback: keep that for
+    # --verbose, redacted, as JSON lines (console lines on a terminal) on stderr.
+    if verbose:
+        from .._logs import configure_logging
+
+        try:
+            configure_logging(logging.INFO)
+            return
+        except ImportError as exc:
+            print(f"{PROG}: --verbose: {exc}; logs are not redacted", file=sys.stderr)
     logging.basicConfig(
         level=logging.INFO if verbose else logging.CRITICAL,
         format="%(levelname)s %(name)s: %(message)s",
