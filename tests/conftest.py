@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Iterator
 
 import pytest
 
@@ -58,3 +59,23 @@ def telemetry(otel_agents_capture: testing.Capture) -> testing.Capture:
     """otel-agents initialised with an explicit in-memory tracer provider and fresh metrics:
     the public ``otel_agents_capture`` fixture of ``otel_agents.testing``."""
     return otel_agents_capture
+
+
+@pytest.fixture(autouse=True)
+def no_unknown_silence_cause(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Every silent session names a cause: ``unknown`` is a defect of the session tracker, and
+    no test may produce one (the subprocess tests assert their exact series instead)."""
+    from otel_agents._capture import tracker
+
+    unknown: list[str] = []  # their close reasons
+    original = tracker.SessionTracker.silence_cause
+
+    def silence_cause(self: tracker.SessionTracker) -> n.SilenceCause:
+        cause = original(self)
+        if cause == "unknown":
+            unknown.append(self.close_reason)
+        return cause
+
+    monkeypatch.setattr(tracker.SessionTracker, "silence_cause", silence_cause)
+    yield
+    assert not unknown, f"silent sessions whose cause is unknown (closed: {unknown})"
