@@ -41,10 +41,12 @@ bench: $(STAMP)
 docs: $(STAMP)
 	$(BIN)/python docs/reference.py
 
-# regenerate the committed alert rules and dashboards (tests fail when they are stale)
+# regenerate the committed alert rules and dashboards, and their Kubernetes manifests
+# (tests fail when they are stale)
 dashboards: $(STAMP)
 	$(BIN)/python -m dashboards.alerts
 	$(BIN)/python -m dashboards.dashboards
+	$(BIN)/python -m dashboards.kubernetes  # deploy/kubernetes/: from the two above
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info
