@@ -33,6 +33,7 @@ MODULES = (
     "session_cost",
     "scrape_cost",
     "job_start",
+    "otlp_streams",
     "memory_cost",
 )
 README = Path(__file__).resolve().parent.parent / "README.md"

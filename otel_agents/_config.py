@@ -24,6 +24,11 @@ ENV_SILENCE_TIMEOUT: Final = "OTEL_AGENTS_SILENCE_TIMEOUT"
 ENV_CAPTURE_MESSAGES: Final = "OTEL_AGENTS_CAPTURE_MESSAGES"
 ENV_SDK_DISABLED: Final = "OTEL_SDK_DISABLED"
 ENV_EXIT_FLUSH_TIMEOUT: Final = "OTEL_AGENTS_EXIT_FLUSH_TIMEOUT"
+#: who pushes OTLP metrics: ``process`` (every process its own, the default) or ``sidecar``
+#: (the ``otel-agents sidecar --otlp-endpoint`` pushes the merged multiprocess directory; the
+#: processes push spans only)
+ENV_OTLP_METRICS: Final = "OTEL_AGENTS_OTLP_METRICS"
+OTLP_METRICS_MODES: Final = ("process", "sidecar")
 
 DEFAULT_SERVICE_NAME: Final = "livekit-agent"
 DEFAULT_SILENCE_TIMEOUT: Final = 8.0
@@ -42,6 +47,9 @@ class Settings:
     silence_timeout: float
     capture_messages: bool
     exit_flush_timeout: float = DEFAULT_EXIT_FLUSH_TIMEOUT
+    #: ``process``: with an OTLP endpoint, this process pushes its own metrics; ``sidecar``: it
+    #: does not (the sidecar pushes the merged directory)
+    otlp_metrics: str = "process"
 
 
 #: ``?name=value``/``&name=value`` and ``#fragment`` of a URL: the value goes
@@ -120,6 +128,15 @@ def parse_endpoint(source: str, raw: object) -> str:
     return value.rstrip("/")
 
 
+def otlp_metrics_mode(env: Mapping[str, str] = os.environ) -> str:
+    """``OTEL_AGENTS_OTLP_METRICS``: ``process`` (unset or empty) or ``sidecar``."""
+    raw = env.get(ENV_OTLP_METRICS, "")
+    value = raw.strip().lower() or "process"
+    if value not in OTLP_METRICS_MODES:
+        raise _bad(ENV_OTLP_METRICS, raw, "process or sidecar")
+    return value
+
+
 def sdk_disabled(env: Mapping[str, str] = os.environ) -> bool:
     raw = env.get(ENV_SDK_DISABLED)
     return raw is not None and parse_bool(ENV_SDK_DISABLED, raw)
@@ -191,4 +208,5 @@ def resolve(
         silence_timeout=timeout,
         capture_messages=capture,
         exit_flush_timeout=flush,
+        otlp_metrics=otlp_metrics_mode(env),
     )

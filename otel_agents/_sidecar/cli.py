@@ -32,7 +32,14 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 from .. import names as n
-from .._config import parse_port, parse_seconds
+from .._config import (
+    ENV_OTLP_ENDPOINT,
+    ENV_OTLP_METRICS,
+    otlp_metrics_mode,
+    parse_endpoint,
+    parse_port,
+    parse_seconds,
+)
 from .._multiproc import liveness
 from .render import directory_problem, why
 from .server import (
@@ -70,6 +77,8 @@ class _Config:
     max_connections: int = DEFAULT_MAX_CONNECTIONS
     header_timeout: float = DEFAULT_HEADER_TIMEOUT_S
     keepalive_timeout: float = DEFAULT_KEEPALIVE_TIMEOUT_S
+    otlp_endpoint: str | None = None
+    otlp_interval: float = 15.0
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -116,6 +125,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=str(DEFAULT_KEEPALIVE_TIMEOUT_S),
         help="how long an idle connection is kept for its next request "
         f"(default: {DEFAULT_KEEPALIVE_TIMEOUT_S:g})",
+    )
+    parser.add_argument(
+        "--otlp-endpoint",
+        metavar="URL",
+        help="also push the merged metrics over OTLP/HTTP to URL/v1/metrics, as one resource "
+        f"(default: ${ENV_OTLP_ENDPOINT} when ${ENV_OTLP_METRICS}=sidecar)",
+    )
+    parser.add_argument(
+        "--otlp-interval",
+        metavar="SECONDS",
+        default="15",
+        help="seconds between two OTLP pushes (default: 15)",
     )
     parser.add_argument(
         "-v",
@@ -179,7 +200,45 @@ def _resolve(args: argparse.Namespace) -> _Config:
         max_connections,
         _seconds(args, "header_timeout", DEFAULT_HEADER_TIMEOUT_S),
         _seconds(args, "keepalive_timeout", DEFAULT_KEEPALIVE_TIMEOUT_S),
+        _otlp_endpoint(args),
+        _seconds(args, "otlp_interval", 15.0),
     )
+
+
+def _otlp_endpoint(args: argparse.Namespace) -> str | None:
+    """``--otlp-endpoint``, else ``$OTEL_EXPORTER_OTLP_ENDPOINT`` when the environment says the
+    sidecar pushes the metrics (``OTEL_AGENTS_OTLP_METRICS=sidecar``): a sidecar sharing the
+    worker's environment never pushes what the job processes already push."""
+    raw = getattr(args, "otlp_endpoint", None)
+    option = "--otlp-endpoint"
+    if not raw:
+        try:
+            sidecar_pushes = otlp_metrics_mode() == "sidecar"
+        except ValueError:
+            raise CliError(
+                ENV_OTLP_METRICS,
+                os.environ.get(ENV_OTLP_METRICS, ""),
+                "expected process or sidecar",
+            ) from None
+        raw = os.environ.get(ENV_OTLP_ENDPOINT) if sidecar_pushes else None
+        option = f"${ENV_OTLP_ENDPOINT}"
+    if not raw:
+        return None
+    try:
+        return parse_endpoint(option, raw)
+    except ValueError:
+        raise CliError(option, _shown(raw), "expected an http:// or https:// URL") from None
+
+
+def _shown(url: str) -> str:
+    """A URL as an error may show it: scheme, host and port only (no credentials)."""
+    from urllib.parse import urlsplit
+
+    try:
+        parts = urlsplit(url)
+        return f"{parts.scheme}://{parts.hostname}" + (f":{parts.port}" if parts.port else "")
+    except ValueError:
+        return "(not a URL)"
 
 
 def _seconds(args: argparse.Namespace, name: str, default: float) -> float:
@@ -239,6 +298,17 @@ async def _serve(config: _Config, verbose: bool = False) -> int:
         loop.add_signal_handler(signum, stop.set)
     auth = " with auth" if config.bearer_token or config.basic_auth else ""
     print(f"{PROG}: serving {server.url}{auth} for {config.directory}", flush=True)
+    pusher = None
+    if config.otlp_endpoint is not None:
+        from .otlp import OtlpPusher
+
+        pusher = OtlpPusher(config.directory, config.otlp_endpoint, interval=config.otlp_interval)
+        pusher.start()
+        print(
+            f"{PROG}: pushing metrics to {_shown(config.otlp_endpoint)}/v1/metrics "
+            f"every {config.otlp_interval:g} s",
+            flush=True,
+        )
     if (warning := exposure_warning(server)) is not None:
         print(warning, file=sys.stderr, flush=True)
     # the package's logger has only a NullHandler: the sidecar's warnings (and the reaper's)
@@ -250,6 +320,8 @@ async def _serve(config: _Config, verbose: bool = False) -> int:
     try:
         await stop.wait()
     finally:
+        if pusher is not None:
+            await asyncio.to_thread(pusher.close)  # the final totals
         if handler is not None:
             package_logger.removeHandler(handler)
         await server.aclose()

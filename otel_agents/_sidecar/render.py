@@ -213,8 +213,25 @@ class DirectorySource:
             self._failed = False
             return body
 
+    def families(self) -> list[Metric]:
+        """Reap, then every process's metrics merged (what a render serves, without the
+        sidecar's own): the OTLP pusher's read. Serialised with the renders."""
+        with self._lock:
+            return self._reap_and_collect()
+
     def _render(self, encoder: Encoder, extra: Iterable[Collector]) -> bytes:
         start = time.perf_counter()
+        families = self._reap_and_collect()
+        registry = CollectorRegistry(auto_describe=False)
+        registry.register(_Families(families))
+        registry.register(self._self)
+        for collector in extra:
+            registry.register(collector)
+        body = encoder(registry)
+        self._self.render_seconds = time.perf_counter() - start
+        return body
+
+    def _reap_and_collect(self) -> list[Metric]:
         problem = self.problem()
         if problem is not None:
             raise Unavailable(_without_path(problem), problem)
@@ -235,14 +252,7 @@ class DirectorySource:
         finally:
             os.close(dir_fd)
         self._skipped(skipped)
-        registry = CollectorRegistry(auto_describe=False)
-        registry.register(_Families(families))
-        registry.register(self._self)
-        for collector in extra:
-            registry.register(collector)
-        body = encoder(registry)
-        self._self.render_seconds = time.perf_counter() - start
-        return body
+        return families
 
     def _skipped(self, skipped: list[Skipped]) -> None:
         """Count the files skipped; say so in the log when they change, at most once a minute."""
