@@ -11,15 +11,20 @@ category and terminal flag, and every session with its turns, silence and close 
 Prometheus metrics, OpenTelemetry spans and metrics, and structured log records on the
 ``otel_agents`` logger.
 
-Public API: :func:`init`, :func:`shutdown`, :func:`configure_logging` (opt-in: the host's log
-records, livekit's included, as redacted JSON lines), :mod:`otel_agents.names` (every metric, label,
-span, attribute and log name: the contract dashboards and alerts depend on), and
-:mod:`otel_agents.testing` (a pytest plugin for an agent's own tests). The README and ``docs/``
-say the rest.
+Zero-code: ``opentelemetry-instrument python agent.py start`` does the same through
+:class:`LiveKitAgentsInstrumentor` (the ``opentelemetry_instrumentor`` entry point), recording to
+the providers the OpenTelemetry distro configured.
+
+Public API: :func:`init`, :func:`shutdown`, :class:`LiveKitAgentsInstrumentor`,
+:func:`configure_logging` (opt-in: the host's log records, livekit's included, as redacted JSON
+lines), :mod:`otel_agents.names` (every metric, label, span, attribute and log name: the contract
+dashboards and alerts depend on), and :mod:`otel_agents.testing` (a pytest plugin for an agent's
+own tests). The README and ``docs/`` say the rest.
 """
 
 from . import names
+from ._instrumentor import LiveKitAgentsInstrumentor
 from ._logs import configure_logging
 from ._setup import init, shutdown
 
-__all__ = ["configure_logging", "init", "names", "shutdown"]
+__all__ = ["LiveKitAgentsInstrumentor", "configure_logging", "init", "names", "shutdown"]

@@ -7,6 +7,7 @@ import functools
 import logging
 import multiprocessing
 import os
+import sys
 import threading
 import time
 import warnings
@@ -28,7 +29,8 @@ from ._multiproc import liveness, process_files
 
 logger = logging.getLogger(n.LOGGER_NAME)
 
-_lock = threading.Lock()
+# reentrant: init() holds it while the instrumentor calls _start()
+_lock = threading.RLock()
 
 
 @functools.cache
@@ -80,9 +82,13 @@ def init(
             skips the SDK's own exit hooks); else ``OTEL_AGENTS_EXIT_FLUSH_TIMEOUT``, else 2.
             A process with nothing pending exits without waiting.
 
-    A second call warns and does nothing. ``OTEL_SDK_DISABLED=true`` makes it a no-op. It never
+    It is :class:`otel_agents.LiveKitAgentsInstrumentor` (the zero-code path of
+    ``opentelemetry-instrument``), with the precedence above. A second call warns and does
+    nothing. ``OTEL_SDK_DISABLED=true`` makes it a no-op. It never
     raises because a backend is unreachable; it raises ``ValueError`` for invalid settings.
     """
+    from ._instrumentor import LiveKitAgentsInstrumentor
+
     with _lock:
         if _runtime.current is not None:
             warnings.warn(
@@ -94,15 +100,39 @@ def init(
         if _config.sdk_disabled():
             logger.info("otel_agents disabled by %s", _config.ENV_SDK_DISABLED)
             return
-        settings = _config.resolve(
+        instrumentor = LiveKitAgentsInstrumentor()
+        if instrumentor.is_instrumented_by_opentelemetry:
+            # instrumented while OTEL_SDK_DISABLED was set: nothing was started
+            instrumentor.uninstrument()
+        # the instrumentor's path, with init()'s precedence: explicit providers, else an OTLP
+        # endpoint's own pipeline, else the host's global tracer provider for our spans only
+        instrumentor.instrument(
+            skip_dep_check=True,
+            use_global_providers=False,
             service_name=service_name,
             otlp_endpoint=otlp_endpoint,
             metrics_port=metrics_port,
             metrics_host=metrics_host,
             silence_timeout=silence_timeout,
             capture_messages=capture_messages,
+            tracer_provider=tracer_provider,
+            meter_provider=meter_provider,
             exit_flush_timeout=exit_flush_timeout,
         )
+
+
+def _start(
+    settings: _config.Settings,
+    *,
+    tracer_provider: TracerProvider | None,
+    meter_provider: MeterProvider | None,
+) -> None:
+    """What ``init()`` and ``LiveKitAgentsInstrumentor().instrument()`` start, once settings are
+    resolved and validated."""
+    with _lock:
+        if _runtime.current is not None:
+            logger.warning("otel_agents: already instrumented; this call does nothing")
+            return
         # livekit's worker creates the directory only later, and a metric cannot be created in
         # a missing one
         process_files.ensure_directory()
@@ -115,7 +145,7 @@ def init(
             if tracer_provider is None:
                 tracer_provider = _pipeline.otlp_tracer_provider(settings.otlp_endpoint, resource)
                 owned.append(tracer_provider)
-            if meter_provider is None:
+            if meter_provider is None and settings.otlp_metrics == "process":
                 meter_provider = _pipeline.otlp_meter_provider(settings.otlp_endpoint, resource)
                 owned.append(meter_provider)
 
@@ -161,6 +191,18 @@ def shutdown(timeout: float = 2.0) -> None:
     Providers passed to ``init()`` are flushed but left running (they belong to the caller);
     the ones ``init()`` created are shut down. ``init()`` may be called again afterwards.
     """
+    from ._instrumentor import LiveKitAgentsInstrumentor
+
+    timeout = _config.parse_seconds("timeout", timeout, allow_zero=True)
+    instrumentor = LiveKitAgentsInstrumentor()
+    if instrumentor.is_instrumented_by_opentelemetry:
+        instrumentor.uninstrument(timeout=timeout)
+    else:
+        _stop(timeout)
+
+
+def _stop(timeout: float) -> None:
+    """What ``shutdown()`` and ``LiveKitAgentsInstrumentor().uninstrument()`` do."""
     timeout = _config.parse_seconds("timeout", timeout, allow_zero=True)
     deadline = time.monotonic() + timeout
     with _lock:
@@ -282,9 +324,9 @@ def _give_livekit_back_the_global_tracer() -> None:
 
 
 def _start_metrics_server(settings: _config.Settings) -> Any:
-    # A job process (a forkserver child) must not bind: the worker's main process serves every
-    # process's metrics.
-    if multiprocessing.parent_process() is not None:
+    # A job process (a forkserver child), or the forkserver itself, must not bind: the worker's
+    # main process serves every process's metrics.
+    if _multiprocessing_child():
         return None
     from prometheus_client import REGISTRY, CollectorRegistry, start_http_server
 
@@ -306,6 +348,16 @@ def _start_metrics_server(settings: _config.Settings) -> Any:
             exc,
         )
         return None
+
+
+def _multiprocessing_child() -> bool:
+    """A process multiprocessing started: a job process, or livekit's forkserver. Under
+    ``opentelemetry-instrument`` its ``sitecustomize`` runs before multiprocessing's bootstrap
+    sets ``parent_process()``: the command line tells then."""
+    if multiprocessing.parent_process() is not None:
+        return True
+    argv = getattr(sys, "orig_argv", [])
+    return "--multiprocessing-fork" in argv or any("from multiprocessing." in a for a in argv)
 
 
 def _stop_metrics_server(server: Any) -> None:
