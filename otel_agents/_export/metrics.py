@@ -16,7 +16,7 @@ import functools
 import threading
 import time
 from collections.abc import Callable
-from typing import Any, Final
+from typing import Any, ClassVar, Final
 
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram, values
 
@@ -67,9 +67,13 @@ class Family:
         "name",
     )
 
+    #: past the budget, a folded label set that is new too becomes all-``other`` (a counter);
+    #: a gauge keeps its folded series, one per value of its closed labels (``SetGauge``)
+    collapse: ClassVar[bool] = True
+
     def __init__(
         self,
-        metric: Counter,
+        metric: Counter | Gauge,
         name: str,
         budget: int,
         fold: Callable[[tuple[str, ...]], tuple[str, ...]],
@@ -112,22 +116,28 @@ class Family:
         return inc
 
     def _child(self, labels: tuple[str, ...]) -> Any:
+        return self._series(labels)[1]
+
+    def _series(self, labels: tuple[str, ...]) -> tuple[tuple[str, ...], Any]:
+        """The series of ``labels`` (created; folded when the budget is spent), and the labels
+        it has."""
         with self._lock:
             child = self._children.get(labels)
             if child is not None:
-                return child
+                return labels, child
             if len(self._children) >= self._budget:
-                folded = self._fold(labels)
-                child = self._children.get(folded)
-                if child is not None:
-                    return child
-                labels = tuple(n.OTHER for _ in labels)
+                labels = self._fold(labels)
                 child = self._children.get(labels)
                 if child is not None:
-                    return child
+                    return labels, child
+                if self.collapse:
+                    labels = tuple(n.OTHER for _ in labels)
+                    child = self._children.get(labels)
+                    if child is not None:
+                        return labels, child
             child = self._metric.labels(*labels) if labels else self._metric
             self._children[labels] = child
-            return child
+            return labels, child
 
     @property
     def series(self) -> int:
@@ -231,41 +241,19 @@ class PreparedSet:
         self.held = held
 
 
-class SetGauge:
+class SetGauge(Family):
     """A labelled gauge set to a value (a quota's limit or use), combined across processes by
-    ``max`` or ``mostrecent``, never summed; children cached under a series budget."""
+    ``max`` or ``mostrecent``, never summed; its series cached under a budget as a
+    :class:`Family`'s (``_metric`` is a ``Gauge``, ``_mirror`` an OTel Gauge)."""
 
-    __slots__ = (
-        "_budget",
-        "_children",
-        "_fold",
-        "_label_names",
-        "_lock",
-        "_metric",
-        "_mirror",
-        "name",
-    )
-
-    def __init__(
-        self,
-        metric: Gauge,
-        name: str,
-        budget: int,
-        fold: Callable[[tuple[str, ...]], tuple[str, ...]],
-    ) -> None:
-        self._metric = metric
-        self.name = name
-        self._budget = budget
-        self._fold = fold
-        self._children: dict[tuple[str, ...], Any] = {}
-        self._lock = threading.Lock()
-        self._mirror: Any = None  # an OTel Gauge, when an OTLP endpoint is set
-        self._label_names: tuple[str, ...] = tuple(metric._labelnames)
+    __slots__ = ()
+    # a quota's dimension is never merged with another's: values of different quotas
+    collapse = False
 
     def set(self, value: float, labels: tuple[str, ...]) -> None:
         child = self._children.get(labels)
         if child is None:
-            labels, child = self._child(labels)
+            labels, child = self._series(labels)
         child.set(value)
         mirror = self._mirror
         if mirror is not None:
@@ -273,24 +261,11 @@ class SetGauge:
             mirror.set(value, dict(zip(self._label_names, labels, strict=True)))
             _mirror_generation += 1
 
-    def _child(self, labels: tuple[str, ...]) -> tuple[tuple[str, ...], Any]:
-        """The series of ``labels`` (created, or folded when the budget is spent), and the
-        labels it has."""
-        with self._lock:
-            child = self._children.get(labels)
-            if child is None:
-                if len(self._children) >= self._budget:
-                    labels = self._fold(labels)
-                child = self._children.get(labels)
-                if child is None:
-                    child = self._children[labels] = self._metric.labels(*labels)
-            return labels, child
-
     def prepare(self, labels: tuple[str, ...]) -> PreparedSet:
         """``set(value, labels)`` for one series, resolved once (creates the series: call it
         when there is a value to set). Valid until :meth:`Metrics.clear` or
         :meth:`Metrics.mirror_to` (``Metrics.generation`` changes)."""
-        labels, child = self._child(labels)
+        labels, child = self._series(labels)
         value = child._value
         mirror = self._mirror
         multiprocess = bool(getattr(value, "_multiprocess", True))
@@ -321,15 +296,6 @@ class SetGauge:
     def value(self, labels: tuple[str, ...]) -> float | None:
         child = self._children.get(labels)
         return None if child is None else float(child._value.get())
-
-    @property
-    def series(self) -> int:
-        return len(self._children)
-
-    def clear(self) -> None:
-        with self._lock:
-            self._children.clear()
-            self._metric.clear()
 
 
 def count_internal_error(where: n.Where) -> None:
