@@ -351,8 +351,8 @@ class Metrics:
 
     @property
     def families(self) -> tuple[Family, ...]:
-        """The counters."""
-        return tuple(m for m in self.by_name.values() if isinstance(m, Family))
+        """The counters (a :class:`SetGauge` is a Family, but a gauge)."""
+        return tuple(m for m in self.by_name.values() if type(m) is Family)
 
     @property
     def histograms(self) -> tuple[Histo, ...]:
