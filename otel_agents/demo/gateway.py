@@ -7,25 +7,13 @@ the wire protocol of the LiveKit Inference gateway closely enough for the *real*
 * ``POST {url}/chat/completions``: OpenAI-compatible chat completions, streamed as SSE
   (``data: {chunk}`` lines ending in ``data: [DONE]``). Used by ``inference.LLM`` through the
   openai SDK. ``GET {url}/models`` answers the LLM prewarm.
-* ``GET {url}/stt`` (websocket): ``inference.STT``. JSON messages both ways; the client sends
-  ``session.create``, ``input_audio`` (base64 PCM), ``session.finalize`` and ``session.close``;
-  the gateway answers ``session.created``, ``final_transcript``, ``session.finalized`` and
-  ``session.closed``.
-* ``GET {url}/tts`` (websocket): ``inference.TTS``. The client sends ``session.create``, then per
-  synthesis ``input_transcript`` messages and a ``session.flush``; the gateway answers
-  ``session.created``, ``output_audio`` (base64 PCM silence) and ``done``. The plugin pools this
-  connection and reuses it across syntheses.
+* ``GET {url}/stt`` and ``GET {url}/tts`` (websockets): ``inference.STT`` and ``inference.TTS``
+  (:mod:`otel_agents.demo.speech` has their protocol).
 
-Every LLM completion response, success or error, carries the gateway's quota headers: credits,
-``X-LiveKit-Inference-Credits-Limit`` and ``-Used``, from a balance the gateway keeps
-(:class:`Credits`: ``gateway.credits``, set with :meth:`FakeGateway.set_credits` and
-:meth:`FakeGateway.drain_credits`): each completion served costs ``cost`` credits, and once
-``used`` reaches ``limit`` the gateway answers every completion with the credits-exhausted 429
-(:data:`QUOTA_CREDITS_BODY`) until the balance is set again. They carry the per-minute rate
-quotas too, ``X-LiveKit-Inference-{RPM,TPM}-{Limit,Used}`` (:class:`Rates`: ``gateway.rates``):
-RPM used counts the completion requests of the current minute, this one included; TPM used, the
-tokens of the completions served in it (their ``usage.total_tokens``). The limits are never
-enforced: only credits run out.
+Every LLM completion response, success or error, carries the gateway's quota headers: a credit
+balance that runs out (``gateway.credits``, :meth:`FakeGateway.set_credits`,
+:meth:`FakeGateway.drain_credits`), and per-minute rate counts (``gateway.rates``); see
+:mod:`otel_agents.demo.balance`.
 
 Every route except the models list takes its behaviour from a :class:`FaultQueue`
 (``gateway.llm``, ``gateway.stt``, ``gateway.tts``): faults are consumed in order, one per
@@ -51,20 +39,25 @@ The gateway needs nothing from livekit: the plugins only need a bearer token on 
 from __future__ import annotations
 
 import asyncio
-import base64
-import binascii
 import collections
 import itertools
 import json
 import logging
 import time
-from dataclasses import dataclass
 from types import TracebackType
-from typing import Any, Final, Self
+from typing import Final, Self
 
 from aiohttp import WSCloseCode, web
 
-from . import wire
+from . import speech, wire
+from .balance import (
+    DEFAULT_CREDIT_COST,
+    DEFAULT_CREDITS_LIMIT,
+    DEFAULT_RPM_LIMIT,
+    DEFAULT_TPM_LIMIT,
+    Credits,
+    Rates,
+)
 from .faults import (
     DEFAULT_TEXT,
     QUOTA_CREDITS_BODY,
@@ -115,81 +108,6 @@ _TTS_CONNECT_KINDS: Final[frozenset[FaultKind]] = frozenset(
     {"http_error", "disconnect", "no_session_id"}
 )
 _TTS_REQUEST_KINDS: Final[frozenset[FaultKind]] = frozenset({"ok", "ws_error"})
-
-#: a new gateway's credit balance, and what each completion served costs
-DEFAULT_CREDITS_LIMIT: Final = 1_000_000
-DEFAULT_CREDIT_COST: Final = 10
-CREDITS_LIMIT_HEADER: Final = "X-LiveKit-Inference-Credits-Limit"
-CREDITS_USED_HEADER: Final = "X-LiveKit-Inference-Credits-Used"
-
-
-@dataclass
-class Credits:
-    """The gateway's credit balance: ``used`` of ``limit``, ``cost`` more per completion."""
-
-    limit: int = DEFAULT_CREDITS_LIMIT
-    used: int = 0
-    cost: int = DEFAULT_CREDIT_COST
-
-    @property
-    def exhausted(self) -> bool:
-        return self.used >= self.limit
-
-    def headers(self) -> dict[str, str]:
-        """The quota headers the gateway stamps on an LLM completion response."""
-        return {CREDITS_LIMIT_HEADER: str(self.limit), CREDITS_USED_HEADER: str(self.used)}
-
-
-#: a new gateway's per-minute rate limits (reported, never enforced)
-DEFAULT_RPM_LIMIT: Final = 600
-DEFAULT_TPM_LIMIT: Final = 200_000
-RATE_WINDOW_SECONDS: Final = 60.0
-RPM_LIMIT_HEADER: Final = "X-LiveKit-Inference-RPM-Limit"
-RPM_USED_HEADER: Final = "X-LiveKit-Inference-RPM-Used"
-TPM_LIMIT_HEADER: Final = "X-LiveKit-Inference-TPM-Limit"
-TPM_USED_HEADER: Final = "X-LiveKit-Inference-TPM-Used"
-
-
-@dataclass
-class Rates:
-    """The gateway's per-minute rate quotas, reported on every LLM completion response.
-
-    ``rpm_used``: the completion requests received in the current minute (past the bearer token
-    and body checks, answered or not); ``tpm_used``: the ``usage.total_tokens`` of the
-    completions served in it, counted when each answer starts (the prompt's tokens are the
-    gateway's rough estimate from the request's size, :func:`wire.usage`). A minute starts with
-    the first request after the previous one is over (``clock``: monotonic seconds) or at
-    :meth:`new_minute`, so what a test sends in a few seconds falls in one minute and the counts
-    are exact. The limits are only reported: the gateway never refuses for them.
-    """
-
-    rpm_limit: int = DEFAULT_RPM_LIMIT
-    tpm_limit: int = DEFAULT_TPM_LIMIT
-    rpm_used: int = 0
-    tpm_used: int = 0
-    #: when the current minute started (``None``: at the next request)
-    started: float | None = None
-
-    def new_minute(self) -> None:
-        """Start counting again from zero at the next request."""
-        self.rpm_used = self.tpm_used = 0
-        self.started = None
-
-    def request(self, now: float) -> None:
-        """A completion request arrived at ``now``."""
-        if self.started is None or now - self.started >= RATE_WINDOW_SECONDS:
-            self.new_minute()
-            self.started = now
-        self.rpm_used += 1
-
-    def headers(self) -> dict[str, str]:
-        """The rate headers the gateway stamps on an LLM completion response."""
-        return {
-            RPM_LIMIT_HEADER: str(self.rpm_limit),
-            RPM_USED_HEADER: str(self.rpm_used),
-            TPM_LIMIT_HEADER: str(self.tpm_limit),
-            TPM_USED_HEADER: str(self.tpm_used),
-        }
 
 
 class FakeGateway:
@@ -384,10 +302,6 @@ class FakeGateway:
             headers.setdefault("x-request-id", request_id)
         return web.json_response(dict(fault.body or {}), status=fault.status, headers=headers)
 
-    @staticmethod
-    def _ws_error_message(fault: Fault, session_id: str | None) -> dict[str, Any]:
-        return wire.error_message(fault.body or {}, session_id)
-
     async def _not_found(self, request: web.Request) -> web.Response:
         self.requests["not_found"] += 1
         return web.json_response(
@@ -496,9 +410,11 @@ class FakeGateway:
         self._websockets.add(ws)
         try:
             if kind == "stt":
-                await self._stt_session(ws, fault)
+                await speech.stt_session(ws, fault, self._next_id("stt_session"), self._transcript)
             else:
-                await self._tts_session(ws, fault)
+                await speech.tts_session(
+                    ws, fault, self._next_id("tts_session"), self._synthesis_fault
+                )
         except Exception:
             logger.exception("fake gateway: %s websocket handler failed", kind)
         finally:
@@ -513,88 +429,13 @@ class FakeGateway:
             return denied
         return await self._accept_ws(request, "stt", self.stt._take())
 
-    async def _stt_session(self, ws: web.WebSocketResponse, fault: Fault | None) -> None:
-        session_id = self._next_id("stt_session")
-        text = fault.text if fault is not None and fault.kind == "ok" else self._transcript
-        sample_rate, language = 16000, "en"
-        pending_bytes, offset = 0, 0.0
-        failed = False
-        async for data in wire.json_messages(ws):
-            msg_type = data.get("type")
-            if msg_type == "session.create":
-                settings = data.get("settings")
-                if isinstance(settings, dict):
-                    sample_rate = wire.positive_int(settings.get("sample_rate"), sample_rate)
-                    if isinstance(lang := settings.get("language"), str) and lang:
-                        language = lang
-                await ws.send_json({"type": "session.created", "session_id": session_id})
-                if fault is not None and fault.kind == "ws_error" and not failed:
-                    failed = True
-                    await ws.send_json(self._ws_error_message(fault, None))
-            elif msg_type == "input_audio":
-                if isinstance(audio := data.get("audio"), str):
-                    try:
-                        pending_bytes += len(base64.b64decode(audio))
-                    except (binascii.Error, ValueError):
-                        logger.debug("fake gateway: ignoring undecodable STT audio")
-            elif msg_type == "session.finalize" and not failed:
-                if pending_bytes > 0:
-                    duration = pending_bytes / (2 * sample_rate)
-                    await ws.send_json(
-                        wire.final_transcript(session_id, text, language, offset, duration)
-                    )
-                    offset += duration
-                    pending_bytes = 0
-                await ws.send_json({"type": "session.finalized", "session_id": session_id})
-                # ends the client's stream now instead of after its 3 s inactivity timeout
-                await ws.send_json({"type": "session.closed", "session_id": session_id})
-            elif msg_type == "session.close":
-                await ws.send_json({"type": "session.closed", "session_id": session_id})
-                return
-
     async def _tts(self, request: web.Request) -> web.StreamResponse:
         self.requests["tts"] += 1
         if (denied := self._unauthorized(request)) is not None:
             return denied
         return await self._accept_ws(request, "tts", self.tts._take(_TTS_CONNECT_KINDS))
 
-    async def _tts_session(self, ws: web.WebSocketResponse, fault: Fault | None) -> None:
-        session_id = self._next_id("tts_session")
-        untagged = fault is not None and fault.kind == "no_session_id"
-
-        async def send(message: dict[str, Any]) -> None:
-            if untagged:  # a gateway that stopped tagging its messages
-                message = {k: v for k, v in message.items() if k != "session_id"}
-            await ws.send_json(message)
-
-        sample_rate = 24000
-        active = failed = False
-
-        async def begin_synthesis() -> bool:
-            self.requests["tts_synthesis"] += 1
-            fault = self.tts._take(_TTS_REQUEST_KINDS)
-            if fault is not None and fault.kind == "ws_error":
-                await send(self._ws_error_message(fault, session_id))
-                return True
-            return False
-
-        async for data in wire.json_messages(ws):
-            msg_type = data.get("type")
-            if msg_type == "session.create":
-                sample_rate = wire.positive_int(data.get("sample_rate"), sample_rate)
-                await send({"type": "session.created", "session_id": session_id})
-            elif msg_type == "input_transcript":
-                if not active:
-                    active, failed = True, await begin_synthesis()
-                transcript = data.get("transcript")
-                if not failed and isinstance(transcript, str) and transcript.strip():
-                    await send(wire.output_audio(session_id, transcript, sample_rate))
-            elif msg_type == "session.flush":
-                if not active:
-                    failed = await begin_synthesis()
-                if not failed:
-                    await send({"type": "done", "session_id": session_id})
-                active = failed = False
-            elif msg_type == "session.close":
-                await send({"type": "session.closed", "session_id": session_id})
-                return
+    async def _synthesis_fault(self) -> Fault | None:
+        """A synthesis starts on a TTS websocket: count it and take its fault."""
+        self.requests["tts_synthesis"] += 1
+        return self.tts._take(_TTS_REQUEST_KINDS)
