@@ -77,7 +77,9 @@ def otlp_tracer_provider(endpoint: str, resource: Any) -> TracerProvider:
 
     provider = SdkTracerProvider(resource=resource, shutdown_on_exit=False)
     quiet_queue_full()
-    exporter = OTLPSpanExporter(endpoint=f"{endpoint}/v1/traces", timeout=EXPORT_TIMEOUT_S)
+    exporter: Any = _BuiltOnFirstExport(  # a SpanExporter by duck typing
+        functools.partial(OTLPSpanExporter, f"{endpoint}/v1/traces", timeout=EXPORT_TIMEOUT_S)
+    )
     # bounded queue: with the collector down, spans are dropped rather than piling up
     provider.add_span_processor(
         BatchSpanProcessor(exporter, max_queue_size=SPAN_QUEUE_SIZE, export_timeout_millis=5000)
@@ -85,12 +87,70 @@ def otlp_tracer_provider(endpoint: str, resource: Any) -> TracerProvider:
     return provider
 
 
+class _BuiltOnFirstExport:
+    """An exporter built by its processor's or reader's thread, on its first export.
+
+    Building an OTLP exporter (its HTTP session) costs about a millisecond of CPU in a freshly
+    forked job process, mostly in pages copied on first touch: it is paid off the job's start,
+    on the export thread (``bench/job_start.py`` measures the start). ``attributes`` are what
+    the SDK reads from an exporter when it is handed one (a metric reader's preferences).
+    """
+
+    def __init__(self, build: Callable[[], Any], **attributes: Any) -> None:
+        self._build = build
+        self._exporter: Any = None
+        self._lock = threading.Lock()
+        self.__dict__.update(attributes)
+
+    def _get(self) -> Any:
+        if self._exporter is None:
+            with self._lock:
+                if self._exporter is None:
+                    self._exporter = self._build()
+        return self._exporter
+
+    def export(self, batch: Any, *args: Any, **kwargs: Any) -> Any:
+        return self._get().export(batch, *args, **kwargs)
+
+    def force_flush(self, *args: Any, **kwargs: Any) -> bool:
+        exporter = self._exporter
+        return True if exporter is None else bool(exporter.force_flush(*args, **kwargs))
+
+    def shutdown(self, *args: Any, **kwargs: Any) -> None:
+        exporter = self._exporter
+        if exporter is not None:
+            exporter.shutdown(*args, **kwargs)
+
+    @property
+    def delivered(self) -> int:
+        """See :func:`_exporter_class` (nothing delivered before the first export)."""
+        exporter = self._exporter
+        return 0 if exporter is None else int(exporter.delivered)
+
+
+@functools.cache
+def metric_preferences() -> dict[str, Any]:
+    """The temporality and aggregation an OTLP metric exporter reads from the environment,
+    which a metric reader takes from its exporter when built: read once per process image (in
+    livekit's forkserver, for every job process), from an exporter that never exports."""
+    exporter = _exporter_class()(endpoint="http://127.0.0.1/v1/metrics")
+    preferences = {
+        "_preferred_temporality": exporter._preferred_temporality,
+        "_preferred_aggregation": exporter._preferred_aggregation,
+    }
+    exporter.shutdown()
+    return preferences
+
+
 def otlp_meter_provider(endpoint: str, resource: Any) -> MeterProvider:
     """An SDK meter provider exporting to ``{endpoint}/v1/metrics`` every 15 s and at flush."""
     from opentelemetry.sdk.metrics import MeterProvider as SdkMeterProvider
     from opentelemetry.sdk.metrics.export import PeriodicExportingMetricReader
 
-    exporter = _exporter_class()(endpoint=f"{endpoint}/v1/metrics", timeout=EXPORT_TIMEOUT_S)
+    exporter: Any = _BuiltOnFirstExport(  # a MetricExporter by duck typing
+        functools.partial(_exporter_class(), f"{endpoint}/v1/metrics", timeout=EXPORT_TIMEOUT_S),
+        **metric_preferences(),
+    )
     reader = PeriodicExportingMetricReader(
         exporter, export_interval_millis=METRIC_EXPORT_INTERVAL_MS, export_timeout_millis=5_000
     )
