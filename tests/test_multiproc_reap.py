@@ -31,7 +31,8 @@ from otel_agents import names as n
 from otel_agents._multiproc import liveness
 from otel_agents._multiproc.liveness import LOCK_PREFIX, LOCK_SUFFIX
 from otel_agents._sidecar.dbfile import write_db
-from otel_agents._sidecar.reap import CORRUPT_SUFFIX, REAPER_LOCK, reap
+from otel_agents._sidecar.dirfiles import CORRUPT_SUFFIX
+from otel_agents._sidecar.reap import REAPER_LOCK, reap
 
 TIMEOUT_S = 60
 

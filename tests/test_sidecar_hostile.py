@@ -40,7 +40,8 @@ from otel_agents import names as n
 from otel_agents._multiproc.liveness import LOCK_PREFIX, LOCK_SUFFIX
 from otel_agents._sidecar import cli
 from otel_agents._sidecar.dbfile import MAX_DB_BYTES, CorruptFile, read_db
-from otel_agents._sidecar.reap import CORRUPT_SUFFIX, REAPER_LOCK
+from otel_agents._sidecar.dirfiles import CORRUPT_SUFFIX
+from otel_agents._sidecar.reap import REAPER_LOCK
 
 from .test_multiproc_reap import (
     TIMEOUT_S,
@@ -397,7 +398,7 @@ def test_a_file_renamed_over_the_compactions_temporary_file(
     seam = textwrap.dedent(
         """
         import os
-        from otel_agents._sidecar import reap
+        from otel_agents._sidecar import dirfiles
         done = []
         def over(dir_fd, tmp):
             if done:
@@ -407,7 +408,7 @@ def test_a_file_renamed_over_the_compactions_temporary_file(
             os.write(fd, b"\\xff" * 4096)
             os.close(fd)
             os.rename(".planted", tmp, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
-        reap._before_replace = over
+        dirfiles._before_replace = over
         """
     )
 
