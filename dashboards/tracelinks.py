@@ -15,7 +15,9 @@ from grafana_foundation_sdk.models import dashboard as dm
 from otel_agents import names as n
 
 #: Prometheus label -> attribute of the ``otel_agents.attempt_failed`` span, for trace links.
-#: Quoted: string attributes; unquoted: boolean ones.
+#: Quoted: string attributes; unquoted: boolean ones. Each attribute holds its label's value
+#: exactly (``otel_agents.provider``, not ``gen_ai.provider.name``, which is the GenAI
+#: registry's spelling: ``tests/test_conventions.py`` checks it on real spans).
 SPAN_ATTRIBUTES: Final = {
     n.L_COMPONENT: (n.A_COMPONENT, True),
     n.L_PROVIDER: (n.A_PROVIDER, True),

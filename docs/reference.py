@@ -11,6 +11,15 @@ from otel_agents import names as n
 PATH = Path(__file__).with_name("reference.md")
 
 
+#: how each gauge combines the values of a worker's processes (prometheus_client's multiprocess
+#: modes)
+_GAUGE_MODES = {
+    "livesum": "sum over live processes",
+    "max": "the largest of any process",
+    "mostrecent": "the most recent value of any process",
+}
+
+
 def _labels(spec: n.Metric) -> str:
     parts = []
     for label in spec.labels:
@@ -40,7 +49,9 @@ def render() -> str:
         "| --- | --- | --- | ---: | --- |",
     ]
     for spec in n.METRICS:
-        kind = spec.kind + (" (sum over live processes)" if spec.kind == "gauge" else "")
+        kind = spec.kind + (
+            f" ({_GAUGE_MODES[spec.multiprocess_mode]})" if spec.kind == "gauge" else ""
+        )
         budget = str(spec.budget) if spec.kind == "counter" else ""
         lines.append(f"| `{spec.name}` | {kind} | {_labels(spec)} | {budget} | {spec.help} |")
     lines += [

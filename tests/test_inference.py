@@ -56,6 +56,9 @@ LLM_MODEL = "openai/gpt-4.1-mini"
 TTS_MODEL = "cartesia/sonic-3"
 STT_MODEL = "deepgram/nova-3"
 PROVIDER = "livekit"  # inference.LLM/TTS/STT.provider
+#: the semantic conventions of each component's spans: gen_ai.operation.name, the model asked for
+OPERATION = {"llm": "chat", "tts": "text_to_speech", "stt": "speech_to_text"}
+MODEL = {"llm": LLM_MODEL, "tts": TTS_MODEL, "stt": STT_MODEL}
 
 NO_RETRY = APIConnectOptions(max_retry=0, retry_interval=0.01, timeout=5.0)
 ONE_RETRY = APIConnectOptions(max_retry=1, retry_interval=0.01, timeout=5.0)
@@ -107,6 +110,7 @@ def attrs(telemetry: Any) -> list[dict[str, Any]]:
 
 
 def record(
+    gateway: FakeGateway,
     component: str,
     attempt: int,
     final: bool,
@@ -121,10 +125,16 @@ def record(
     quota: dict[str, str] | None = None,
     status: int | None = None,
 ) -> dict[str, Any]:
-    """The exact attributes of one ``otel_agents.attempt_failed`` span (docs/reference.md)."""
+    """The exact attributes of one ``otel_agents.attempt_failed`` span (docs/reference.md):
+    the GenAI and server conventions from the real plugin (its model, the gateway's address)."""
     out: dict[str, Any] = {
         n.A_COMPONENT: component,
         n.A_PROVIDER: PROVIDER,
+        n.A_OPERATION: OPERATION[component],
+        n.A_GEN_AI_PROVIDER: "livekit",  # not in the GenAI registry: its own name
+        n.A_MODEL: MODEL[component],
+        n.A_SERVER_ADDRESS: "127.0.0.1",
+        n.A_SERVER_PORT: gateway.port,
         n.A_ATTEMPT: attempt,
         n.A_FINAL: final,
         n.A_ERROR_TYPE: error_type,
@@ -208,6 +218,7 @@ def llm_quota_attempt(
 ) -> dict[str, Any]:
     terminal = body["category"] == "MaxGatewayCredits"
     return record(
+        gateway,
         "llm",
         attempt,
         final,
@@ -414,6 +425,7 @@ async def test_llm_recovers_after_disconnect_and_rpm_429(telemetry) -> None:
 
             assert attrs(telemetry) == [
                 record(
+                    gateway,
                     "llm",
                     0,
                     False,
@@ -586,6 +598,7 @@ async def test_tts_stream_ws_quota_error(telemetry, http, body: dict[str, str]) 
             assert [e.recoverable for e in events] == [True, False]
             assert attrs(telemetry) == [
                 record(
+                    gateway,
                     "tts",
                     attempt,
                     attempt == 1,
@@ -638,6 +651,7 @@ async def test_tts_synthesize_ws_quota_error_recorded_once_per_attempt(
             # otel-agents records the outer loop's attempts only
             assert attrs(telemetry) == [
                 record(
+                    gateway,
                     "tts",
                     attempt,
                     attempt == 1,
@@ -698,6 +712,7 @@ async def test_tts_handshake_429_is_rate_limited_without_quota(telemetry, http, 
             assert len(events) == (2 if mode == "synthesize" else 1)
             assert attrs(telemetry) == [
                 record(
+                    gateway,
                     "tts",
                     0,
                     True,
@@ -736,9 +751,10 @@ async def test_tts_handshake_429_is_rate_limited_without_quota(telemetry, http, 
 @pytest.mark.asyncio
 async def test_stt_ws_quota_error_loses_the_quota(telemetry, http) -> None:
     stt_body = quota_body("stt", "MaxConcurrentGatewaySTT", hint="Reduce concurrent STT.")
+    gateway = FakeGateway()  # its port stays known after it stops
 
     async def scenario() -> None:
-        async with FakeGateway() as gateway:
+        async with gateway:
             model = stt_model(gateway, http)
             events = capture_errors(model)
             gateway.stt.push(ws_error(stt_body), ws_error(stt_body))
@@ -760,6 +776,7 @@ async def test_stt_ws_quota_error_loses_the_quota(telemetry, http) -> None:
     # all that can be recovered until livekit keeps the payload
     assert attrs(telemetry) == [
         record(
+            gateway,
             "stt",
             attempt,
             attempt == 1,
@@ -809,6 +826,7 @@ async def test_stt_handshake_429_is_rate_limited_without_quota(telemetry, http) 
             ws_url = gateway.url.replace("http", "ws", 1)
             assert attrs(telemetry) == [
                 record(
+                    gateway,
                     "stt",
                     0,
                     True,

@@ -40,6 +40,8 @@ BIN = Path(sys.executable).parent
 ATTEMPT = {
     n.A_COMPONENT: "llm",
     n.A_PROVIDER: "scripted",
+    n.A_OPERATION: "chat",
+    n.A_GEN_AI_PROVIDER: "scripted",
     n.A_ATTEMPT: 0,
     n.A_FINAL: True,
     "error.type": "livekit.agents.APIConnectionError",
@@ -291,9 +293,14 @@ def test_an_unmodified_agent_under_the_real_worker(tmp_path: Path) -> None:
                 traces_of[s.attributes["lk.pii.room_name"]] = trace
     assert sorted(traces_of) == rooms
     for room, trace in traces_of.items():
+        # the job's room sid, as livekit's own spans of the job carry it
+        (entrypoint,) = [s for s in trace if s.name == "job_entrypoint"]
+        sid = entrypoint.attributes[n.A_CONVERSATION_ID]
+        assert sid.startswith(("RM_", "SRM_")), room
         (attempt,) = [s for s in trace if s.name == n.SPAN_ATTEMPT_FAILED]
-        assert attempt.attributes == {**ATTEMPT, n.A_FINAL: False}, room
+        assert attempt.attributes == {**ATTEMPT, n.A_FINAL: False, n.A_CONVERSATION_ID: sid}, room
         (session,) = [s for s in trace if s.name == n.SPAN_SESSION]
+        assert session.attributes[n.S_CONVERSATION_ID] == sid, room
         assert session.attributes[n.S_JOB_SHUTDOWN_REASON] == "zero-code test done", room
         assert session.attributes[n.S_ERRORS] == 1, room
         assert session.attributes[n.S_ANSWERED_TURNS] == 1, room

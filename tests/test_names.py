@@ -64,6 +64,7 @@ FROZEN_SESSION_SPAN_ATTRIBUTES = (
     "otel_agents.session.close_error.type",
     "otel_agents.session.job_shutdown_reason",
     "otel_agents.session.silence_cause",
+    "gen_ai.conversation.id",
 )
 
 FROZEN_SPAN_ATTRIBUTES = (
@@ -83,6 +84,12 @@ FROZEN_SPAN_ATTRIBUTES = (
     "otel_agents.quota.hint",
     "otel_agents.quota.remaining_limit",
     "http.response.status_code",
+    "gen_ai.operation.name",
+    "gen_ai.provider.name",
+    "gen_ai.request.model",
+    "server.address",
+    "server.port",
+    "gen_ai.conversation.id",
 )
 
 

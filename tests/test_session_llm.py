@@ -68,6 +68,8 @@ async def test_masked_retry_loop_records_every_attempt(telemetry) -> None:
         {
             n.A_COMPONENT: "llm",
             n.A_PROVIDER: "scripted",
+            n.A_OPERATION: "chat",
+            n.A_GEN_AI_PROVIDER: "scripted",
             n.A_ATTEMPT: 0,
             n.A_FINAL: False,
             n.A_ERROR_TYPE: "livekit.agents.APIConnectionError",
@@ -82,6 +84,8 @@ async def test_masked_retry_loop_records_every_attempt(telemetry) -> None:
             {
                 n.A_COMPONENT: "llm",
                 n.A_PROVIDER: "scripted",
+                n.A_OPERATION: "chat",
+                n.A_GEN_AI_PROVIDER: "scripted",
                 n.A_ATTEMPT: attempt,
                 n.A_FINAL: attempt == 2,
                 n.A_ERROR_TYPE: "livekit.agents.APIStatusError",

@@ -113,11 +113,17 @@ def capture_chains(model: Any) -> list[list[str]]:
     return chains
 
 
-def timeout_attempt(attempt: int, final: bool) -> dict[str, Any]:
-    """The exact attributes of an attempt of inference.LLM that timed out."""
+def timeout_attempt(gateway: FakeGateway, attempt: int, final: bool) -> dict[str, Any]:
+    """The exact attributes of an attempt of inference.LLM that timed out (against
+    ``gateway``: its address and port are the span's server)."""
     return {
         n.A_COMPONENT: "llm",
         n.A_PROVIDER: PROVIDER,
+        n.A_OPERATION: "chat",
+        n.A_GEN_AI_PROVIDER: "livekit",
+        n.A_MODEL: LLM_MODEL,
+        n.A_SERVER_ADDRESS: "127.0.0.1",
+        n.A_SERVER_PORT: gateway.port,
         n.A_ATTEMPT: attempt,
         n.A_FINAL: final,
         n.A_ERROR_TYPE: "livekit.agents.APITimeoutError",
@@ -153,8 +159,10 @@ def timeout_series(*finals: bool) -> dict[tuple[str, tuple[tuple[str, str], ...]
 async def test_inference_llm_timeout_through_chat(telemetry) -> None:
     raised: list[BaseException] = []
 
+    gateway = FakeGateway()  # its port stays known after it stops
+
     async def scenario() -> None:
-        async with FakeGateway() as gateway:
+        async with gateway:
             gateway.llm.push(ok("too late", delay=SLOW), ok("too late", delay=SLOW))
             model = inference.LLM(LLM_MODEL, base_url=gateway.url, **CREDS)
             chains = capture_chains(model)
@@ -170,7 +178,10 @@ async def test_inference_llm_timeout_through_chat(telemetry) -> None:
 
     await bounded(scenario)
 
-    assert attrs(telemetry) == [timeout_attempt(0, False), timeout_attempt(1, True)]
+    assert attrs(telemetry) == [
+        timeout_attempt(gateway, 0, False),
+        timeout_attempt(gateway, 1, True),
+    ]
     assert telemetry.series() == timeout_series(False, True)
     # livekit's "after 2 attempts" wrapper, as the caller gets it, is a timeout too
     (error,) = raised
@@ -183,8 +194,10 @@ async def test_inference_llm_timeout_through_chat(telemetry) -> None:
 async def test_inference_llm_timeout_without_retries_as_the_caller_gets_it(telemetry) -> None:
     raised: list[BaseException] = []
 
+    gateway = FakeGateway()  # its port stays known after it stops
+
     async def scenario() -> None:
-        async with FakeGateway() as gateway:
+        async with gateway:
             gateway.llm.push(ok("too late", delay=SLOW))
             model = inference.LLM(LLM_MODEL, base_url=gateway.url, **CREDS)
             chains = capture_chains(model)
@@ -198,7 +211,7 @@ async def test_inference_llm_timeout_without_retries_as_the_caller_gets_it(telem
 
     await bounded(scenario)
 
-    assert attrs(telemetry) == [timeout_attempt(0, True)]
+    assert attrs(telemetry) == [timeout_attempt(gateway, 0, True)]
     assert telemetry.series() == timeout_series(True)
     # re-raised by __anext__ inside `except StopAsyncIteration`: the SDK chain is gone and a
     # StopAsyncIteration took its place; the livekit timeout itself is the root cause
@@ -213,8 +226,10 @@ async def test_inference_llm_timeout_without_retries_as_the_caller_gets_it(telem
 async def test_inference_llm_timeout_through_a_session(telemetry) -> None:
     raised: list[BaseException] = []
 
+    gateway = FakeGateway()  # its port stays known after it stops
+
     async def scenario() -> None:
-        async with FakeGateway() as gateway:
+        async with gateway:
             gateway.llm.push(ok("too late", delay=SLOW), ok("too late", delay=SLOW))
             model = inference.LLM(LLM_MODEL, base_url=gateway.url, **CREDS)
             chains = capture_chains(model)
@@ -239,7 +254,10 @@ async def test_inference_llm_timeout_through_a_session(telemetry) -> None:
 
     await bounded(scenario)
 
-    assert attrs(telemetry) == [timeout_attempt(0, False), timeout_attempt(1, True)]
+    assert attrs(telemetry) == [
+        timeout_attempt(gateway, 0, False),
+        timeout_attempt(gateway, 1, True),
+    ]
     (request,) = telemetry.spans("llm_request")
     for span in telemetry.attempt_spans():
         assert span.parent is not None

@@ -5,153 +5,43 @@ every foreign string for spans and logs, and contains every failure of its own.
 Each export step is contained on its own: a failing tracer does not lose the metrics, a failing
 log handler does not lose the span, and every contained failure is counted in
 ``otel_agents_internal_errors_total{where}``. Span handles it returns are opaque to capture.
+
+By concern: metric families are in :mod:`.metrics`; foreign strings become exportable fields in
+:mod:`.fields`; spans and their attributes (semantic conventions: :mod:`.conventions`) are built
+in :mod:`.spans`; this module sequences them and writes the log records.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
-import re
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from typing import Any
 
 from opentelemetry import trace
-from opentelemetry.trace import SpanKind, Status, StatusCode
+from opentelemetry.trace import Status, StatusCode
 
 from .. import names as n
 from .._classify import safe_message
 from . import labels as lbl
+from .fields import attempt_fields, root_message
+from .fields import clean_field as _clean
+from .fields import cleaned_name as _name
 from .metrics import Metrics, PreparedSet
 from .records import AttemptRecord, SessionRecord, TaskErrorRecord
-from .redact import (
-    ELLIPSIS,
-    MAX_MESSAGE_CHARS,
-    clean_message,
-    clean_name,
-    clean_repeated,
-    drop_partial_word,
-    utf8,
-)
+from .redact import clean_name, utf8
+from .spans import attempt_span, exportable, session_span, session_span_attributes
 
+# No handler of its own (not even a NullHandler): records reach the host's logging; a host that
+# configured none sees WARNING and above on stderr (Python's last-resort handler), so a taken
+# /metrics port or records going nowhere are never silent.
 logger = logging.getLogger(n.LOGGER_NAME)
-# A library's logger: silent unless the host configures logging (no "last resort" stderr lines).
-logger.addHandler(logging.NullHandler())
 
 #: what a test (``otel_agents.testing``) may subscribe to: every record, as it is exported
 #: prepared increments kept (distinct kinds of failed attempt); beyond, start again
 PREPARED_LIMIT = 512
 
 Observer = Callable[[AttemptRecord | SessionRecord | TaskErrorRecord], None]
-
-
-# What ``_classify`` hands over was sometimes cut already, before any redaction: a quota field
-# at 256 characters, a root message whose large body was left out ("<message cut at 256> (a
-# dict body too large to render)"). The word at such a cut may be part of a key: it is dropped.
-_CLASSIFY_FIELD_CHARS = MAX_MESSAGE_CHARS
-_BODY_NOTE = re.compile(r" \(a [\w.]+ body too large to render\)\Z")
-
-
-def _clean(value: str | None) -> str | None:
-    """A quota field: redacted, then cut; a field at the classifier's limit may have been cut."""
-    if not value:
-        return value
-    return clean_repeated(value, cut=len(value) >= _CLASSIFY_FIELD_CHARS)
-
-
-def _name(value: str | None) -> str | None:
-    """A class, provider or task name, redacted (names are few: cached)."""
-    return clean_name(value) if value else value
-
-
-def root_message(text: str) -> str:
-    """The root cause's message (``safe_message``), redacted, then cut."""
-    note = _BODY_NOTE.search(text)
-    if note is not None and note.start() >= _CLASSIFY_FIELD_CHARS:
-        return clean_message(drop_partial_word(text[: note.start()]) + ELLIPSIS + note.group())
-    return clean_message(text)
-
-
-def attempt_fields(rec: AttemptRecord, capture_messages: bool) -> dict[str, Any]:
-    """A failed attempt as flat log fields (``None`` where a field does not apply). Every string
-    from outside is cleaned here; without ``capture_messages``, no foreign text is kept but the
-    class and provider names (the quota fields' closed sets are on the metrics)."""
-    c = rec.classification
-    q = c.quota if capture_messages else None
-    return {
-        "component": rec.component,
-        "provider": _name(rec.provider),
-        "attempt": rec.attempt,
-        "final": rec.final,
-        "error_type": _name(c.error_type),
-        "status_code": c.status_code,
-        "error_class": c.error_class,
-        "root_cause_type": _name(c.root_cause_type),
-        "root_cause_message": root_message(safe_message(c.root)) if capture_messages else None,
-        "first_root_cause_type": _name(rec.first_root_cause_type),
-        "masked": rec.masked,
-        "terminal": c.terminal,
-        # every field of a quota body is foreign text: a buggy or hostile upstream could put
-        # anything there (metrics use closed label sets; spans and logs get it cleaned)
-        "quota_type": _clean(q.quota_type) if q else None,
-        "quota_category": _clean(q.category) if q else None,
-        "quota_hint": _clean(q.hint) if q else None,
-        "quota_remaining_limit": _clean(q.remaining_limit) if q else None,
-    }
-
-
-def span_attributes(fields: dict[str, Any]) -> dict[str, Any]:
-    """The ``otel_agents.attempt_failed`` span attributes of a failed attempt's fields."""
-    return exportable(
-        (
-            (n.A_COMPONENT, fields["component"]),
-            (n.A_PROVIDER, fields["provider"]),
-            (n.A_ATTEMPT, fields["attempt"]),
-            (n.A_FINAL, fields["final"]),
-            (n.A_ERROR_TYPE, fields["error_type"]),
-            (n.A_ERROR_CLASS, fields["error_class"]),
-            (n.A_ROOT_CAUSE_TYPE, fields["root_cause_type"]),
-            (n.A_ROOT_CAUSE_MESSAGE, fields["root_cause_message"]),
-            (n.A_FIRST_ROOT_CAUSE_TYPE, fields["first_root_cause_type"]),
-            (n.A_MASKED, fields["masked"]),
-            (n.A_TERMINAL, fields["terminal"]),
-            (n.A_QUOTA_TYPE, fields["quota_type"]),
-            (n.A_QUOTA_CATEGORY, fields["quota_category"]),
-            (n.A_QUOTA_HINT, fields["quota_hint"]),
-            (n.A_QUOTA_REMAINING, fields["quota_remaining_limit"]),
-            (n.A_STATUS_CODE, fields["status_code"]),
-        )
-    )
-
-
-def session_span_attributes(fields: dict[str, Any]) -> dict[str, Any]:
-    """The ``otel_agents.session`` span attributes of a session's fields."""
-    return exportable(
-        (
-            (n.S_CLOSE_REASON, fields["close_reason"]),
-            (n.S_SILENT, fields["silent"]),
-            (n.S_SILENCE_CAUSE, fields["silence_cause"]),
-            (n.S_AGENT_SPOKE, fields["agent_spoke"]),
-            (n.S_USER_SPOKE, fields["user_spoke"]),
-            (n.S_USER_TURNS, fields["user_turns"]),
-            (n.S_ANSWERED_TURNS, fields["answered_turns"]),
-            (n.S_DEAD_TURNS, fields["dead_turns"]),
-            (n.S_UNANSWERED_TURNS, fields["unanswered_turns"]),
-            (n.S_TIME_TO_FIRST_SPEECH, fields["time_to_first_speech"]),
-            (n.S_ERRORS, fields["errors"]),
-            (n.S_TERMINAL_ERROR, fields["terminal_error"]),
-            (n.S_CLOSE_ERROR_TYPE, fields["close_error_type"]),
-            (n.S_JOB_SHUTDOWN_REASON, fields["job_shutdown_reason"]),
-        )
-    )
-
-
-def exportable(pairs: Iterable[tuple[str, Any]]) -> dict[str, Any]:
-    """Span attributes of ``(key, value)`` pairs: ``None`` left out, text made encodable."""
-    return {
-        key: utf8(value) if type(value) is str else value
-        for key, value in pairs
-        if value is not None
-    }
 
 
 class Recorder:
@@ -264,17 +154,7 @@ class Recorder:
 
     def _span(self, rec: AttemptRecord, fields: dict[str, Any]) -> trace.SpanContext:
         assert self.tracer is not None
-        # A zero-length child of the span current at emit time (livekit's llm_request or
-        # tts_request): the attempt's own span has already ended by then.
-        span = self.tracer.start_span(
-            n.SPAN_ATTEMPT_FAILED,
-            kind=SpanKind.INTERNAL,
-            attributes=span_attributes(fields),
-            start_time=rec.timestamp_ns,
-        )
-        span.set_status(Status(StatusCode.ERROR, fields["root_cause_message"]))
-        span.end(end_time=rec.timestamp_ns)
-        return span.get_span_context()
+        return attempt_span(self.tracer, rec, fields)
 
     def _log(
         self, rec: AttemptRecord, fields: dict[str, Any], span_context: trace.SpanContext | None
@@ -317,9 +197,7 @@ class Recorder:
         if self.tracer is None:
             return None
         try:
-            return self.tracer.start_span(
-                n.SPAN_SESSION, kind=SpanKind.INTERNAL, start_time=int(started_at_s * 1e9)
-            )
+            return session_span(self.tracer, started_at_s)
         except Exception:
             self.internal_error("export_span")
             return None

@@ -5,10 +5,22 @@ unhandled task error. Records hold values as they were seen (a provider's own na
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from .._classify import Classification
 from ..names import Component, SilenceCause
+
+
+class Target(Protocol):
+    """A provider instance's model and base URL, read when a span needs them (capture's
+    ``target.Target``)."""
+
+    def model(self) -> str | None:
+        """The model it names now, else ``None``."""
+
+    def base_url(self) -> str | None:
+        """The base URL it sends its requests to, as it holds it (credentials and all: only
+        its host and port are exported), else ``None``."""
 
 
 @dataclass(slots=True)
@@ -24,6 +36,8 @@ class AttemptRecord:
     masked: bool
     classification: Classification
     timestamp_ns: int
+    #: what the provider instance is asked for and where it sends it (``None``: unknown)
+    target: Target | None = None
 
 
 @dataclass(slots=True)

@@ -1,12 +1,5 @@
-"""Every metric, label, span, attribute, event and log-field name otel-agents emits: the
-public contract.
-
-Dashboards, alert rules and users' own queries depend on these strings: one changes only
-together with everything that uses it (``tests/test_names.py`` freezes them). :data:`METRICS`
-declares every metric once: its type, labels with their bounds, series budget, buckets, unit
-and help text; the Prometheus families, the OpenTelemetry instruments, the dashboards'
-catalogue and ``docs/reference.md`` are all derived from it.
-"""
+"""Metric names, label names, their closed value sets and bounds, and :data:`METRICS`: every
+metric declared once (its type, labels, series budget, buckets, unit and help text)."""
 
 from __future__ import annotations
 
@@ -137,59 +130,6 @@ Where = Literal[
 WHERE: Final[tuple[Where, ...]] = get_args(Where)
 # Open labels keep at most this many distinct values per process; the rest fold into "other".
 OPEN_LABEL_LIMIT: Final = 32
-
-# --- span names and attributes ------------------------------------------------------------------
-SPAN_ATTEMPT_FAILED: Final = "otel_agents.attempt_failed"
-A_COMPONENT: Final = "otel_agents.component"
-A_PROVIDER: Final = "otel_agents.provider"
-A_ATTEMPT: Final = "otel_agents.attempt"
-A_FINAL: Final = "otel_agents.final"
-A_ERROR_TYPE: Final = "error.type"
-A_ERROR_CLASS: Final = "otel_agents.error_class"
-A_ROOT_CAUSE_TYPE: Final = "otel_agents.root_cause.type"
-A_ROOT_CAUSE_MESSAGE: Final = "otel_agents.root_cause.message"
-A_FIRST_ROOT_CAUSE_TYPE: Final = "otel_agents.first_root_cause.type"
-A_MASKED: Final = "otel_agents.masked"
-A_TERMINAL: Final = "otel_agents.terminal"
-A_QUOTA_TYPE: Final = "otel_agents.quota.type"
-A_QUOTA_CATEGORY: Final = "otel_agents.quota.category"
-A_QUOTA_HINT: Final = "otel_agents.quota.hint"
-A_QUOTA_REMAINING: Final = "otel_agents.quota.remaining_limit"
-A_STATUS_CODE: Final = "http.response.status_code"
-
-SPAN_SESSION: Final = "otel_agents.session"
-S_CLOSE_REASON: Final = "otel_agents.session.close_reason"
-S_SILENT: Final = "otel_agents.session.silent"
-S_AGENT_SPOKE: Final = "otel_agents.session.agent_spoke"
-S_USER_SPOKE: Final = "otel_agents.session.user_spoke"
-S_USER_TURNS: Final = "otel_agents.session.user_turns"
-S_ANSWERED_TURNS: Final = "otel_agents.session.answered_turns"
-S_DEAD_TURNS: Final = "otel_agents.session.dead_turns"
-S_UNANSWERED_TURNS: Final = "otel_agents.session.unanswered_turns"
-S_TIME_TO_FIRST_SPEECH: Final = "otel_agents.session.time_to_first_speech"
-S_ERRORS: Final = "otel_agents.session.errors"
-S_TERMINAL_ERROR: Final = "otel_agents.session.terminal_error"
-S_CLOSE_ERROR_TYPE: Final = "otel_agents.session.close_error.type"
-S_JOB_SHUTDOWN_REASON: Final = "otel_agents.session.job_shutdown_reason"
-S_SILENCE_CAUSE: Final = "otel_agents.session.silence_cause"
-EVENT_UNHANDLED_TASK_ERROR: Final = "otel_agents.unhandled_task_error"
-E_TASK_NAME: Final = "otel_agents.task.name"
-# a FallbackAdapter moved from a failed provider to the next one; every provider failed
-EVENT_FALLBACK_SWITCH: Final = "otel_agents.fallback_switch"
-EVENT_FALLBACK_EXHAUSTED: Final = "otel_agents.fallback_exhausted"
-E_FALLBACK_FROM_PROVIDER: Final = "otel_agents.fallback.from_provider"
-E_FALLBACK_TO_PROVIDER: Final = "otel_agents.fallback.to_provider"
-
-# the demo's own span around each scenario (``otel-agents demo``): one trace per scenario
-SPAN_DEMO_SCENARIO: Final = "otel_agents.demo.scenario"
-D_SCENARIO: Final = "otel_agents.demo.scenario"
-D_ROUND: Final = "otel_agents.demo.round"
-
-# --- structured log records (logger ``otel_agents``) -------------------------------------------
-LOGGER_NAME: Final = "otel_agents"
-LOG_ATTEMPT_FAILED: Final = "attempt_failed"
-LOG_SESSION_CLOSED: Final = "session_closed"
-LOG_UNHANDLED_TASK_ERROR: Final = "unhandled_task_error"
 
 # --- sidecar and multiprocess reaping (otel_agents._sidecar) -------------------------------------
 # Self-metrics the sidecar appends to its scrape of PROMETHEUS_MULTIPROC_DIR. Base units only.
@@ -398,11 +338,11 @@ METRICS: Final[tuple[Metric, ...]] = (
     Metric(
         QUOTA_LIMIT,
         "gauge",
-        "A provider quota's limit, from its response headers (the largest any process saw).",
+        "A provider quota's limit, from its response headers (the most recent).",
         (_PROVIDER, Label(L_DIMENSION, QUOTA_DIMENSIONS)),
         budget=40,
         fold=(L_PROVIDER,),
-        multiprocess_mode="max",
+        multiprocess_mode="mostrecent",
     ),
     Metric(
         QUOTA_USED,
@@ -430,107 +370,3 @@ METRICS: Final[tuple[Metric, ...]] = (
         buckets=DURATION_BUCKETS,
     ),
 )
-
-
-# --- what every span, attribute, event and log record means (docs/reference.md) ----------------
-
-
-@dataclass(frozen=True)
-class Span:
-    name: str
-    help: str
-    attributes: tuple[str, ...]
-
-
-ATTRIBUTE_HELP: Final[dict[str, str]] = {
-    A_COMPONENT: "`llm`, `stt`, `tts`, `realtime` or `interruption`",
-    A_PROVIDER: "the provider instance's own name (`openai`, `deepgram`, `livekit`...), cleaned",
-    A_ATTEMPT: "0-based index of the attempt within its request",
-    A_FINAL: "livekit will not retry it: the request failed",
-    A_ERROR_TYPE: "class of the exception livekit emitted",
-    A_ERROR_CLASS: "`quota_exhausted`, `rate_limited`, `auth`, `bad_request`, `server_error`, "
-    "`timeout`, `connection`, `cancelled`, `internal` or `unknown`",
-    A_ROOT_CAUSE_TYPE: "class of the root cause: the deepest exception of the chain",
-    A_ROOT_CAUSE_MESSAGE: "its message, redacted then truncated (absent without "
-    "`capture_messages`)",
-    A_FIRST_ROOT_CAUSE_TYPE: "the root cause of the request's first attempt",
-    A_MASKED: "the final attempt's root cause differs from the first attempt's",
-    A_TERMINAL: "will not recover without operator action",
-    A_QUOTA_TYPE: "LiveKit Inference quota body: `quota_type`",
-    A_QUOTA_CATEGORY: "LiveKit Inference quota body: `category` (e.g. `MaxGatewayCredits`)",
-    A_QUOTA_HINT: "LiveKit Inference quota body: `hint`, cleaned",
-    A_QUOTA_REMAINING: "LiveKit Inference quota body: `remaining_limit`",
-    A_STATUS_CODE: "HTTP status, when the chain carries one",
-    S_CLOSE_REASON: "livekit's close reason (`other`: still open at process exit)",
-    S_SILENT: "the user spoke and the caller never heard the agent",
-    S_AGENT_SPOKE: "the caller heard the agent: its audio played (position > 0), or, without an "
-    "audio output, a non-empty reply went out",
-    S_USER_SPOKE: "a user message, VAD speech, a non-empty transcript or a transcription timeout",
-    S_USER_TURNS: "user turns",
-    S_ANSWERED_TURNS: "user turns the agent answered",
-    S_DEAD_TURNS: "user turns after which the agent went back to listening without speaking",
-    S_UNANSWERED_TURNS: "user turns that waited longer than `silence_timeout`",
-    S_TIME_TO_FIRST_SPEECH: "seconds from `start()` to the first speech the caller heard",
-    S_ERRORS: "failed provider attempts in the session",
-    S_TERMINAL_ERROR: "one of them was terminal",
-    S_CLOSE_ERROR_TYPE: "class of the error livekit closed the session with",
-    S_JOB_SHUTDOWN_REASON: "the livekit job's shutdown reason, when the job gave one",
-    S_SILENCE_CAUSE: "why a silent session was silent: the error class of the provider error "
-    "that killed its turns, `empty_reply`, `unheard`, `stalled` (or `unknown`: a defect)",
-    E_TASK_NAME: "the asyncio task's name",
-    E_FALLBACK_FROM_PROVIDER: "the provider a FallbackAdapter left because it failed, cleaned",
-    E_FALLBACK_TO_PROVIDER: "the provider it moved on to (the one that serves next), cleaned",
-}
-
-SPANS: Final[tuple[Span, ...]] = (
-    Span(
-        SPAN_ATTEMPT_FAILED,
-        "One failed attempt of a provider request: zero length, status ERROR, a child of "
-        "livekit's request span (`llm_request`, `tts_request`) current when it failed.",
-        tuple(v for k, v in list(globals().items()) if k.startswith("A_")),
-    ),
-    Span(
-        SPAN_SESSION,
-        "One `AgentSession`, from `start()` to its close, in the trace of livekit's "
-        "`agent_session` span. Its `otel_agents.unhandled_task_error` events name the root "
-        "cause of asyncio task exceptions nobody retrieved (attributes `error.type`, "
-        "`otel_agents.root_cause.type`, `.message`, `otel_agents.task.name`). Its "
-        "`otel_agents.fallback_switch` events mark a FallbackAdapter moving from a failed "
-        "provider to the next (`otel_agents.component`, `otel_agents.fallback.from_provider`, "
-        "`otel_agents.fallback.to_provider`), and `otel_agents.fallback_exhausted` a request "
-        "on which every provider failed (`otel_agents.component`).",
-        tuple(v for k, v in list(globals().items()) if k.startswith("S_")),
-    ),
-)
-
-#: the log records on the ``otel_agents`` logger, and the fields each carries
-LOG_RECORDS: Final[tuple[tuple[str, str, tuple[str, ...]], ...]] = (
-    (
-        LOG_ATTEMPT_FAILED,
-        "WARNING, ERROR for the final attempt",
-        (
-            "component", "provider", "attempt", "final", "error_type", "status_code",
-            "error_class", "root_cause_type", "root_cause_message", "first_root_cause_type",
-            "masked", "terminal", "quota_type", "quota_category", "quota_hint",
-            "quota_remaining_limit", "trace_id", "span_id",
-        ),
-    ),
-    (
-        LOG_SESSION_CLOSED,
-        "INFO, WARNING for a silent session",
-        (
-            "close_reason", "silent", "silence_cause", "agent_spoke", "user_spoke", "user_turns",
-            "answered_turns", "dead_turns", "unanswered_turns", "time_to_first_speech",
-            "errors", "terminal_error", "close_error_type", "job_shutdown_reason", "trace_id",
-            "span_id",
-        ),
-    ),
-    (
-        LOG_UNHANDLED_TASK_ERROR,
-        "ERROR",
-        (
-            "error_type", "root_cause_type", "root_cause_message", "task_name", "trace_id",
-            "span_id",
-        ),
-    ),
-)  # fmt: skip
