@@ -689,8 +689,6 @@ async def test_unanswered_turn_gauge_is_live(telemetry, outcomes) -> None:
         assert gauge() == 0
         # counted while the caller still waits: before the answer, before any close
         assert await wait_until(lambda: gauge() == 1, within=2)
-        waited = time.monotonic() - timeline.time_of(("item", "user", "hello?"))
-        assert waited >= 0.15
         assert not run.done()
         assert SPEAKING not in timeline.events
         await asyncio.wait_for(run, TIMEOUT)

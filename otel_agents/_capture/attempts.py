@@ -19,10 +19,8 @@ retry loop, and a hook must never change what the agent does.
 
 from __future__ import annotations
 
-import asyncio
 import contextvars
 import functools
-import re
 import threading
 import time
 import weakref
@@ -31,11 +29,12 @@ from typing import Any, Final
 
 from .. import _runtime
 from .. import names as n
-from .._classify import Classification, classify
+from .._classify import classify
 from .._export.recorder import Recorder
 from .._export.records import AttemptRecord
 from . import flows, never_events, sessions
 from .events import one_arg
+from .instances import Instance, request_key
 
 #: a request with no failure for this long starts again at attempt 0
 QUIET_GAP_S: Final = 30.0
@@ -44,9 +43,9 @@ _attached: weakref.WeakSet[object] = weakref.WeakSet()
 _attached_lock = threading.Lock()
 
 #: the hooks of every attached provider instance, by instance
-_instances: weakref.WeakKeyDictionary[object, _Instance] = weakref.WeakKeyDictionary()
+_instances: weakref.WeakKeyDictionary[object, Instance] = weakref.WeakKeyDictionary()
 #: instances known only from their session's ``error`` event (built before ``init()``)
-_session_instances: weakref.WeakKeyDictionary[object, _Instance] = weakref.WeakKeyDictionary()
+_session_instances: weakref.WeakKeyDictionary[object, Instance] = weakref.WeakKeyDictionary()
 
 # A TTS that implements synthesize() with its own stream() (livekit's _ChunkedStreamFromStream,
 # used by inference.TTS) emits each failure twice: once from the inner max_retry=0 stream and
@@ -62,124 +61,7 @@ _inner_stream_tts: contextvars.ContextVar[object | None] = contextvars.ContextVa
 )
 
 
-class _Request:
-    __slots__ = ("attempts", "first_root_cause", "last_failure", "open")
-
-    def __init__(self) -> None:
-        self.open = False
-        self.attempts = 0
-        self.first_root_cause = ""
-        self.last_failure = 0.0
-
-
-class _Instance:
-    """What one instrumented provider instance needs: its component, its provider's name and
-    the request in flight per task."""
-
-    __slots__ = (
-        "__weakref__",
-        "component",
-        "inner_error",
-        "owner",
-        "per_instance",
-        "provider",
-        "requests",
-        "wrapper",
-    )
-
-    def __init__(self, owner: object, component: n.Component) -> None:
-        self.owner = weakref.ref(owner)
-        self.component = component
-        self.provider: str | None = None
-        self.per_instance = component == "realtime"
-        # keyed by task; an entry leaves when its task is done (see request_for)
-        self.requests: dict[object, _Request] = {}
-        # a TTS's inner-stream error, classified before livekit clobbers its chain
-        self.inner_error: tuple[BaseException, Classification] | None = None
-        # whether it wraps other providers (``flows.holds_providers``): read at its first
-        # event, once its subclass's __init__ has set its attributes
-        self.wrapper: bool | None = None
-
-    def is_wrapper(self) -> bool:
-        wrapper = self.wrapper
-        if wrapper is None:
-            owner = self.owner()
-            wrapper = self.wrapper = owner is not None and flows.holds_providers(
-                owner, self.component
-            )
-        return wrapper
-
-    def provider_name(self) -> str:
-        # Read lazily: subclasses set what ``provider`` reads after the base __init__ ran.
-        if self.provider is None:
-            owner = self.owner()
-            if owner is not None and self.is_wrapper():
-                self.provider = _wrapper_name(owner)
-            else:
-                self.provider = _provider_name(owner) or n.UNKNOWN
-        return self.provider
-
-    def request_for(self, key: object) -> _Request:
-        request = self.requests.get(key)
-        if request is None:
-            request = self.requests[key] = _Request()
-            if isinstance(key, asyncio.Task):
-                key.add_done_callback(functools.partial(_forget, weakref.ref(self)))
-        return request
-
-
-def _forget(inst_ref: weakref.ref[_Instance], task: asyncio.Task[Any]) -> None:
-    inst = inst_ref()
-    if inst is not None:
-        inst.requests.pop(task, None)
-
-
-_CAMEL = re.compile(r"(?<=[a-z0-9])(?=[A-Z])")
-
-
-def _wrapper_name(owner: object) -> str:
-    """A wrapper's provider label: its class name in snake case (``FallbackAdapter`` ->
-    ``fallback_adapter``): a wrapper's own ``provider`` names the child it would use next."""
-    try:
-        name = type(owner).__name__
-    except Exception:
-        return n.UNKNOWN
-    return _CAMEL.sub("_", name).lower().strip("_") or n.UNKNOWN
-
-
-def _provider_name(owner: object) -> str | None:
-    if owner is None:
-        return None
-    try:
-        source = owner
-        if not hasattr(type(owner), "provider"):  # a RealtimeSession asks its model
-            source = owner.realtime_model  # type: ignore[attr-defined]
-        name = source.provider  # type: ignore[attr-defined]
-    except Exception:
-        name = None
-    if isinstance(name, str) and name and name != "unknown":
-        return name
-    # e.g. livekit.plugins.deepgram.stt -> deepgram
-    module = type(owner).__module__
-    if module.startswith("livekit.plugins."):
-        return module.split(".")[2]
-    return None
-
-
-_ONE_KEY: Final = object()  # the request of a realtime session, or of synchronous emits
-
-
-def _request_key(inst: _Instance) -> object:
-    if inst.per_instance:
-        return _ONE_KEY
-    try:
-        task = asyncio.current_task()
-    except RuntimeError:  # no running loop: a synchronous emit
-        return _ONE_KEY
-    return _ONE_KEY if task is None else task
-
-
-def _make_error_handler(inst: _Instance) -> Callable[[Any], None]:
+def _make_error_handler(inst: Instance) -> Callable[[Any], None]:
     is_tts = inst.component == "tts"
 
     def on_error(ev: Any) -> None:
@@ -224,7 +106,7 @@ def _make_error_handler(inst: _Instance) -> Callable[[Any], None]:
 
 def _on_error(
     recorder: Recorder,
-    inst: _Instance,
+    inst: Instance,
     ev: object,
     error: BaseException,
     final: bool,
@@ -245,7 +127,11 @@ def _on_error(
             recorder.internal_error("classify")
             return
     root = classification.root_cause_type
-    request = inst.request_for(_request_key(inst) if key is None else key)
+    if not final and inst.component == "realtime" and sessions.claims_realtime_failure():
+        # the failure of a reply (livekit never retries one): one reply, one request
+        final = True
+        inst.requests.clear()
+    request = inst.request_for(request_key(inst) if key is None else key)
     if not request.open or now - request.last_failure > QUIET_GAP_S:
         request.open = True
         request.attempts = 0
@@ -266,6 +152,7 @@ def _on_error(
         masked=final and attempt > 0 and root != first_root_cause,
         classification=classification,
         timestamp_ns=time.time_ns(),
+        target=inst.target or inst.target_of(),
     )
     if frame is not None:
         frame.mark_failed_child()
@@ -294,11 +181,11 @@ def _observe_retry_wait(recorder: Recorder, frame: flows.Frame) -> None:
     if frame.observed:
         return
     frame.observed = True
-    inst: _Instance = frame.inst  # type: ignore[assignment]
+    inst: Instance = frame.inst  # type: ignore[assignment]
     recorder.retry_wait(inst.component, max(0.0, frame.last_start - frame.started))
 
 
-def _make_metrics_handler(inst: _Instance) -> Callable[[Any], None]:
+def _make_metrics_handler(inst: Instance) -> Callable[[Any], None]:
     # recognize() calls share the caller's task: a success there ends the caller's request
     ends_request = inst.component == "stt"
     is_tts = inst.component == "tts"
@@ -320,8 +207,10 @@ def _make_metrics_handler(inst: _Instance) -> Callable[[Any], None]:
                 and getattr(ev, "streamed", False) is True
             ):
                 return
+            if inst.component == "realtime" and sessions.counts_realtime_replies():
+                return  # its session counts each reply as one request (realtime.py)
             if ends_request and inst.requests:
-                request = inst.requests.get(_request_key(inst))
+                request = inst.requests.get(request_key(inst))
                 if request is not None:
                     request.open = False
             recorder.request_ok(inst.component, inst.provider or inst.provider_name())
@@ -335,7 +224,7 @@ def _make_metrics_handler(inst: _Instance) -> Callable[[Any], None]:
     return one_arg(on_metrics)
 
 
-def _make_reconnected_handler(inst: _Instance) -> Callable[[Any], None]:
+def _make_reconnected_handler(inst: Instance) -> Callable[[Any], None]:
     def on_reconnected(_: Any) -> None:
         try:
             inst.requests.clear()
@@ -353,7 +242,7 @@ def attach(emitter: Any, component: n.Component) -> None:
         if emitter in _attached:
             return
         _attached.add(emitter)
-    inst = _Instance(emitter, component)
+    inst = Instance(emitter, component)
     _instances[emitter] = inst
     emitter.on("error", _make_error_handler(inst))
     emitter.on("metrics_collected", _make_metrics_handler(inst))
@@ -361,7 +250,7 @@ def attach(emitter: Any, component: n.Component) -> None:
         emitter.on("session_reconnected", _make_reconnected_handler(inst))
 
 
-def instance_of(owner: object) -> _Instance | None:
+def instance_of(owner: object) -> Instance | None:
     """The hooks' state of an attached provider instance."""
     if owner is None:
         return None
@@ -381,7 +270,7 @@ class _NoEvent:
 
 
 def record_never_event(
-    inst: _Instance, error: BaseException, frame: flows.Frame | None, key: object = None
+    inst: Instance, error: BaseException, frame: flows.Frame | None, key: object = None
 ) -> None:
     """Record a failure livekit never emitted (a stream's task ended with it, ``chat()``,
     ``stream()`` or ``synthesize()`` raised it): a final failed attempt, unless it was counted
@@ -402,7 +291,7 @@ def record_never_event(
         recorder.internal_error("attempt_hook")
 
 
-def _still_open(inst: _Instance, key: object) -> bool:
+def _still_open(inst: Instance, key: object) -> bool:
     """The request of ``key`` (a stream's task) had failed attempts and none final: its loop
     emitted a retryable failure, then ended without emitting its end (it broke while handling
     that failure). Its end is this task's exception, recorded as its final attempt."""
@@ -450,9 +339,9 @@ def record_session_error(error_event: Any, source: object) -> None:
             try:
                 inst = _session_instances.get(owner)
                 if inst is None:
-                    inst = _session_instances[owner] = _Instance(owner, component)
+                    inst = _session_instances[owner] = Instance(owner, component)
             except TypeError:  # an unhashable source
-                inst = _Instance(_no_source.setdefault(component, _NoSource()), component)
+                inst = Instance(_no_source.setdefault(component, _NoSource()), component)
         _on_error(recorder, inst, error_event, error, error_event.recoverable is not True)
     except Exception:
         recorder.internal_error("attempt_hook")

@@ -48,7 +48,7 @@ class Frame:
     )
 
     def __init__(self, inst: object, parent: Frame | None, conn_options: object) -> None:
-        self.inst = inst  # the attempts._Instance of the provider serving it
+        self.inst = inst  # the instances.Instance of the provider serving it
         self.parent = parent
         self.conn_options = conn_options
         self.child_failed = False  # a child frame's failure since this frame's last error

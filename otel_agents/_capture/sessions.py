@@ -28,6 +28,8 @@ __all__ = [
     "SessionTracker",
     "acknowledge",
     "attribute_attempt",
+    "claims_realtime_failure",
+    "counts_realtime_replies",
     "current",
     "finalize_all",
     "forget_inherited",
@@ -150,6 +152,29 @@ def acknowledge(event: object) -> None:
     tracker = ref() if ref is not None else _only_session_of_running_loop()
     if tracker is not None and not tracker.closed:
         tracker.seen_errors.append(id(event))
+
+
+def _realtime_session() -> SessionTracker | None:
+    ref = current.get()
+    tracker = ref() if ref is not None else _only_session_of_running_loop()
+    if tracker is None or tracker.closed or tracker.realtime is None:
+        return None
+    return tracker
+
+
+def claims_realtime_failure() -> bool:
+    """A realtime model's error, emitted now, fails a reply of its session (or a turn waiting
+    for one): livekit never retries a realtime reply, so the attempt is final (``realtime.py``)."""
+    tracker = _realtime_session()
+    return (
+        tracker is not None and tracker.realtime is not None and tracker.realtime.claims_failure()
+    )
+
+
+def counts_realtime_replies() -> bool:
+    """The realtime model's requests are its session's replies, counted as they end
+    (``realtime.py``), not its ``metrics_collected`` (a failed response has them too)."""
+    return _realtime_session() is not None
 
 
 def _only_session_of_running_loop() -> SessionTracker | None:

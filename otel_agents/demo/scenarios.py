@@ -6,6 +6,9 @@ gateway's fault queues decide what each request meets; the session sees the same
 exceptions it would see from the real gateway, and otel-agents records them through its
 ordinary hooks. Nothing here talks to otel-agents directly.
 
+The "realtime" scenario runs on a realtime (speech-to-speech) model instead: an in-process
+model standing for LiveKit Inference's realtime gateway (``realtime.py``), with no STT, LLM or TTS.
+
 The audio output is :class:`Speaker`, a sink that "plays" every frame at once, so the TTS runs
 and the agent reaches ``speaking`` exactly as it would in a room (the "unheard" scenario's never
 plays anything).
@@ -44,6 +47,7 @@ from .faults import (
     ws_error,
 )
 from .gateway import DEFAULT_CREDIT_COST, DEFAULT_CREDITS_LIMIT, FakeGateway
+from .realtime import Answer, DemoRealtimeModel, RealtimeStep, Rejected
 
 __all__ = ["SCENARIOS", "Scenario", "Speaker", "run_scenario", "scenario_names"]
 
@@ -95,6 +99,8 @@ class Scenario:
     paced: bool = False
     #: False: the audio output takes the agent's frames and never plays them
     plays_audio: bool = True
+    #: a session on the demo's realtime model, one step per reply (no gateway LLM or TTS)
+    realtime: Sequence[RealtimeStep] = ()
 
 
 SCENARIOS: Final[tuple[Scenario, ...]] = (
@@ -184,6 +190,17 @@ SCENARIOS: Final[tuple[Scenario, ...]] = (
         turns=("Hi, is this support?", "Hello?", "Can you hear me?", "Anyone there?"),
         plays_audio=False,
     ),
+    Scenario(
+        "realtime",
+        "a speech-to-speech model: answers, a rate-limited reply, an answer, then out of credits",
+        turns=("Hi, is this the help line?", "I'd like to move my booking.", "Hello?", "Hello??"),
+        realtime=(
+            Answer("Yes, how can I help?"),
+            Rejected("MaxConcurrentGatewayLLMRpm", "Reduce request rate or upgrade your plan."),
+            Answer("Sure, to which date?"),
+            Rejected("MaxGatewayCredits", "Wait for the next billing cycle or upgrade your plan."),
+        ),
+    ),
 )
 
 
@@ -270,13 +287,24 @@ async def run_scenario(
     url = gateway.url if base_url is None else base_url
     llm = inference.LLM(LLM_MODEL, base_url=url, api_key=api_key, api_secret=api_secret)
     tts = inference.TTS(TTS_MODEL, base_url=url, api_key=api_key, api_secret=api_secret)
-    session: AgentSession[None] = AgentSession(
-        llm=llm,
-        tts=tts,
-        vad=None,
-        aec_warmup_duration=None,
-        conn_options=SessionConnectOptions(llm_conn_options=LLM_RETRY, tts_conn_options=TTS_RETRY),
-    )
+    session: AgentSession[None]
+    if scenario.realtime:
+        session = AgentSession(
+            llm=DemoRealtimeModel(scenario.realtime),
+            vad=None,
+            aec_warmup_duration=None,
+            turn_handling={"turn_detection": "realtime_llm"},
+        )
+    else:
+        session = AgentSession(
+            llm=llm,
+            tts=tts,
+            vad=None,
+            aec_warmup_duration=None,
+            conn_options=SessionConnectOptions(
+                llm_conn_options=LLM_RETRY, tts_conn_options=TTS_RETRY
+            ),
+        )
     session.output.audio = Speaker(plays=scenario.plays_audio)
     closed = asyncio.Event()
 
@@ -293,6 +321,12 @@ async def run_scenario(
             run.turns_said += 1
             if on_turn is not None:
                 on_turn(run.turns_said)
+            if scenario.realtime:
+                # a realtime reply's failure is on its handle (awaiting it never raises)
+                reply = session.generate_reply(user_input=text)
+                await asyncio.wait_for(reply.wait_for_playout(), TURN_TIMEOUT)
+                run.failed_turns += reply.exception() is not None
+                continue
             try:
                 await asyncio.wait_for(session.run(user_input=text), TURN_TIMEOUT)
             except TimeoutError:
