@@ -14,7 +14,10 @@ COPY pyproject.toml README.md /src/
 COPY otel_agents /src/otel_agents
 RUN pip install /src && rm -rf /src
 
-RUN useradd --create-home --uid 10001 --shell /usr/sbin/nologin agent
+RUN useradd --create-home --uid 10001 --shell /usr/sbin/nologin agent \
+    # the multiprocess directory, owned by the user that writes it: a named volume mounted
+    # here starts as a copy of it, with its owner (a root-owned one would refuse init())
+    && mkdir -p /var/run/livekit-metrics && chown agent:agent /var/run/livekit-metrics
 USER agent
 WORKDIR /home/agent
 

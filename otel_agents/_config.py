@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 import os
 import re
+import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Final
@@ -34,8 +35,14 @@ DEFAULT_SERVICE_NAME: Final = "livekit-agent"
 DEFAULT_SILENCE_TIMEOUT: Final = 8.0
 DEFAULT_EXIT_FLUSH_TIMEOUT: Final = 2.0
 
+#: ``PROMETHEUS_MULTIPROC_DIR``, else prometheus_client's legacy lower-case spelling
+ENV_MULTIPROC_DIR: Final = "PROMETHEUS_MULTIPROC_DIR"
+_ENV_MULTIPROC_DIR_LEGACY: Final = "prometheus_multiproc_dir"
+
 _TRUE: Final = frozenset({"1", "true", "yes", "on"})
-_FALSE: Final = frozenset({"0", "false", "no", "off", ""})
+_FALSE: Final = frozenset({"0", "false", "no", "off"})
+#: the signal paths an OTLP/HTTP exporter appends to the base URL
+_SIGNAL_PATHS: Final = ("/v1/traces", "/v1/metrics", "/v1/logs")
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,6 +57,8 @@ class Settings:
     #: ``process``: with an OTLP endpoint, this process pushes its own metrics; ``sidecar``: it
     #: does not (the sidecar pushes the merged directory)
     otlp_metrics: str = "process"
+    #: ``PROMETHEUS_MULTIPROC_DIR`` (made if missing, writable), or ``None``
+    multiproc_dir: str | None = None
 
 
 #: ``?name=value``/``&name=value`` and ``#fragment`` of a URL: the value goes
@@ -70,8 +79,31 @@ def _echo(value: object) -> str:
     return clean_message(text)
 
 
-def _bad(source: str, value: object, expected: str) -> ValueError:
-    return ValueError(f"otel_agents: invalid {source}={_echo(value)}: expected {expected}")
+class InvalidSetting(ValueError):
+    """A bad value: ``otel_agents: invalid SOURCE=VALUE: expected ...``. A command prints
+    :meth:`line` (without the package prefix) and exits with status 2."""
+
+    def __init__(self, source: str, value: object, expected: str) -> None:
+        self.source = source
+        self.shown = _echo(value)
+        self.expected = expected
+        super().__init__(f"otel_agents: {self.line()}")
+
+    def line(self) -> str:
+        return f"invalid {self.source}={self.shown}: expected {self.expected}"
+
+
+def _bad(source: str, value: object, expected: str) -> InvalidSetting:
+    return InvalidSetting(source, value, expected)
+
+
+def env_value(env: Mapping[str, str], name: str) -> str | None:
+    """``env[name]``, stripped; ``None`` when unset, empty or blank: an empty value means unset,
+    for every variable otel-agents reads."""
+    value = env.get(name)
+    if value is None or not value.strip():
+        return None
+    return value.strip()
 
 
 def parse_bool(source: str, raw: str) -> bool:
@@ -125,7 +157,23 @@ def parse_endpoint(source: str, raw: object) -> str:
         raise _bad(source, raw, expected)
     if port is not None and port == 0:
         raise _bad(source, raw, expected)
-    return value.rstrip("/")
+    base = value.rstrip("/")
+    signal = next((p for p in _SIGNAL_PATHS if base.lower().endswith(p)), None)
+    if signal is not None:
+        # the OTel spec: the generic endpoint is a base URL, the signal path is appended to it
+        raise _bad(
+            source,
+            raw,
+            f"the base URL without {signal} (it is appended to the base URL, per signal), "
+            "e.g. "
+            + clean_message(
+                redact(
+                    f"{parts.scheme}://{parts.netloc.rpartition('@')[2]}"
+                    f"{parts.path.rstrip('/')[: -len(signal)]}"
+                )
+            ),
+        )
+    return base
 
 
 def otlp_metrics_mode(env: Mapping[str, str] = os.environ) -> str:
@@ -138,8 +186,57 @@ def otlp_metrics_mode(env: Mapping[str, str] = os.environ) -> str:
 
 
 def sdk_disabled(env: Mapping[str, str] = os.environ) -> bool:
-    raw = env.get(ENV_SDK_DISABLED)
+    raw = env_value(env, ENV_SDK_DISABLED)
     return raw is not None and parse_bool(ENV_SDK_DISABLED, raw)
+
+
+def multiproc_dir(env: Mapping[str, str] = os.environ, *, create: bool = True) -> str | None:
+    """``PROMETHEUS_MULTIPROC_DIR`` (else its legacy lower-case spelling), made when missing,
+    or ``None`` when unset or empty. A directory this process cannot make, or cannot write to,
+    raises :class:`InvalidSetting` saying what to do: prometheus_client would fail later, at
+    the first metric, with an error naming neither the variable nor the cause."""
+    name, raw = ENV_MULTIPROC_DIR, env_value(env, ENV_MULTIPROC_DIR)
+    if raw is None:
+        name, raw = _ENV_MULTIPROC_DIR_LEGACY, env_value(env, _ENV_MULTIPROC_DIR_LEGACY)
+    if raw is None:
+        return None
+    whom = _whoami()
+    if not os.path.isdir(raw):
+        if os.path.lexists(raw):
+            raise _bad(name, raw, "a directory (the path is not a directory)")
+        if not create:
+            raise _bad(name, raw, f"an existing directory: create it, writable by {whom}")
+        try:
+            os.makedirs(raw, exist_ok=True)
+        except OSError as exc:
+            raise _bad(
+                name,
+                raw,
+                f"a directory {whom} can create or write to ({exc.strerror or exc}): create it "
+                f"and make {whom} its owner (e.g. mkdir -p DIR && chown {os.getuid()} DIR)",
+            ) from None
+    if not writable(raw):
+        raise _bad(
+            name,
+            raw,
+            f"a directory {whom} can write to (permission denied): make {whom} its owner "
+            f"(chown {os.getuid()} DIR) or give it write access",
+        )
+    return raw
+
+
+def writable(directory: str) -> bool:
+    """Whether this process can create a file in ``directory``: tried, not guessed from the
+    mode bits (which say nothing of root, ACLs or a read-only mount)."""
+    try:
+        with tempfile.TemporaryFile(dir=directory, prefix=".otel_agents_probe_"):
+            return True
+    except OSError:
+        return False
+
+
+def _whoami() -> str:
+    return f"uid {os.getuid()}"
 
 
 def resolve(
@@ -155,23 +252,23 @@ def resolve(
 ) -> Settings:
     """Merge arguments, environment and defaults into validated settings."""
     if service_name is None:
-        service_name = env.get(ENV_SERVICE_NAME) or DEFAULT_SERVICE_NAME
+        service_name = env_value(env, ENV_SERVICE_NAME) or DEFAULT_SERVICE_NAME
     elif not isinstance(service_name, str) or not service_name.strip():
         raise _bad("service_name", service_name, "a non-empty string")
 
     endpoint: str | None
     if otlp_endpoint is not None:
         endpoint = parse_endpoint("otlp_endpoint", otlp_endpoint)
-    elif env.get(ENV_OTLP_ENDPOINT):
-        endpoint = parse_endpoint(ENV_OTLP_ENDPOINT, env[ENV_OTLP_ENDPOINT])
+    elif (raw_endpoint := env_value(env, ENV_OTLP_ENDPOINT)) is not None:
+        endpoint = parse_endpoint(ENV_OTLP_ENDPOINT, raw_endpoint)
     else:
         endpoint = None
 
-    port: int | None
+    port: int | None  # 0: any free port
     if metrics_port is not None:
-        port = parse_port("metrics_port", metrics_port)
-    elif env.get(ENV_METRICS_PORT):
-        port = parse_port(ENV_METRICS_PORT, env[ENV_METRICS_PORT])
+        port = parse_port("metrics_port", metrics_port, allow_zero=True)
+    elif (raw_port := env_value(env, ENV_METRICS_PORT)) is not None:
+        port = parse_port(ENV_METRICS_PORT, raw_port, allow_zero=True)
     else:
         port = None
 
@@ -180,13 +277,13 @@ def resolve(
 
     if silence_timeout is not None:
         timeout = parse_seconds("silence_timeout", silence_timeout)
-    elif env.get(ENV_SILENCE_TIMEOUT):
-        timeout = parse_seconds(ENV_SILENCE_TIMEOUT, env[ENV_SILENCE_TIMEOUT])
+    elif (raw_timeout := env_value(env, ENV_SILENCE_TIMEOUT)) is not None:
+        timeout = parse_seconds(ENV_SILENCE_TIMEOUT, raw_timeout)
     else:
         timeout = DEFAULT_SILENCE_TIMEOUT
 
     if capture_messages is None:
-        raw = env.get(ENV_CAPTURE_MESSAGES)
+        raw = env_value(env, ENV_CAPTURE_MESSAGES)
         capture = True if raw is None else parse_bool(ENV_CAPTURE_MESSAGES, raw)
     elif isinstance(capture_messages, bool):
         capture = capture_messages
@@ -195,8 +292,8 @@ def resolve(
 
     if exit_flush_timeout is not None:
         flush = parse_seconds("exit_flush_timeout", exit_flush_timeout, allow_zero=True)
-    elif env.get(ENV_EXIT_FLUSH_TIMEOUT):
-        flush = parse_seconds(ENV_EXIT_FLUSH_TIMEOUT, env[ENV_EXIT_FLUSH_TIMEOUT], allow_zero=True)
+    elif (raw_flush := env_value(env, ENV_EXIT_FLUSH_TIMEOUT)) is not None:
+        flush = parse_seconds(ENV_EXIT_FLUSH_TIMEOUT, raw_flush, allow_zero=True)
     else:
         flush = DEFAULT_EXIT_FLUSH_TIMEOUT
 
@@ -209,4 +306,5 @@ def resolve(
         capture_messages=capture,
         exit_flush_timeout=flush,
         otlp_metrics=otlp_metrics_mode(env),
+        multiproc_dir=multiproc_dir(env),
     )

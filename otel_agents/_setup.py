@@ -5,9 +5,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import logging
-import multiprocessing
 import os
-import sys
 import threading
 import time
 import warnings
@@ -17,7 +15,7 @@ from opentelemetry import trace
 from opentelemetry.metrics import MeterProvider
 from opentelemetry.trace import TracerProvider
 
-from . import _config, _runtime
+from . import _config, _runtime, _where
 from . import names as n
 from ._capture import instrument as _instrument
 from ._capture import sessions as _sessions
@@ -66,9 +64,10 @@ def init(
             ``"livekit-agent"``.
         otlp_endpoint: OTLP/HTTP base URL (``http://collector:4318``); else
             ``OTEL_EXPORTER_OTLP_ENDPOINT``. When set, traces (batched) and metrics go there.
-        metrics_port: serve Prometheus ``/metrics`` on this port (main process only); else
-            ``OTEL_AGENTS_METRICS_PORT``; unset, no server is started (livekit's own
-            ``prometheus_port`` or the ``otel-agents sidecar`` serve the metrics).
+        metrics_port: serve Prometheus ``/metrics`` on this port (main process only; ``0``:
+            any free port); else ``OTEL_AGENTS_METRICS_PORT``; unset, no server is started
+            (livekit's own ``prometheus_port`` or the ``otel-agents sidecar`` serve the
+            metrics). A taken port or a host that does not resolve is a WARNING, not an error.
         metrics_host: the address that server binds; loopback unless asked.
         silence_timeout: seconds a user turn may wait before it counts as unanswered; else
             ``OTEL_AGENTS_SILENCE_TIMEOUT``, else 8.
@@ -83,9 +82,12 @@ def init(
             A process with nothing pending exits without waiting.
 
     It is :class:`otel_agents.LiveKitAgentsInstrumentor` (the zero-code path of
-    ``opentelemetry-instrument``), with the precedence above. A second call warns and does
-    nothing. ``OTEL_SDK_DISABLED=true`` makes it a no-op. It never
-    raises because a backend is unreachable; it raises ``ValueError`` for invalid settings.
+    ``opentelemetry-instrument``), with the precedence above; an empty variable counts as
+    unset. A second call warns and does nothing. ``OTEL_SDK_DISABLED=true`` makes it a no-op.
+    It logs one INFO line naming where its records go (and a WARNING when they go nowhere). It
+    never raises because a backend is unreachable; it raises ``ValueError`` naming the
+    argument or variable for an invalid setting, an unwritable ``PROMETHEUS_MULTIPROC_DIR``
+    included.
     """
     from ._instrumentor import LiveKitAgentsInstrumentor
 
@@ -140,6 +142,7 @@ def _start(
         liveness.register_process()
         metrics = get_metrics()
         owned: list[Any] = []
+        given_tracer = tracer_provider is not None
         if settings.otlp_endpoint and None in (tracer_provider, meter_provider):
             resource = _pipeline.resource(settings.service_name)
             if tracer_provider is None:
@@ -182,7 +185,10 @@ def _start(
         _instrument.instrument()
         _register_exit_hooks()
         if settings.metrics_port is not None:
-            runtime.server = _start_metrics_server(settings)
+            runtime.server = _where.start_metrics_server(settings)
+        _where.say_where_records_go(
+            runtime, given_tracer=given_tracer, given_meter=meter_provider not in owned
+        )
 
 
 def shutdown(timeout: float = 2.0) -> None:
@@ -216,7 +222,7 @@ def _stop(timeout: float) -> None:
         if runtime.tracer_provider is not None:
             _give_livekit_back_the_global_tracer()
         if runtime.server is not None:
-            _stop_metrics_server(runtime.server)
+            _where.stop_metrics_server(runtime.server)
     # the providers init() built are shut down, which flushes them; the others only flushed
     providers = (runtime.traced_provider, runtime.meter_provider)
     if not _pipeline.flush(
@@ -321,50 +327,3 @@ def _give_livekit_back_the_global_tracer() -> None:
         set_tracer_provider(trace.get_tracer_provider())
     except Exception:
         logger.debug("otel_agents: could not restore livekit's tracer provider", exc_info=False)
-
-
-def _start_metrics_server(settings: _config.Settings) -> Any:
-    # A job process (a forkserver child), or the forkserver itself, must not bind: the worker's
-    # main process serves every process's metrics.
-    if _multiprocessing_child():
-        return None
-    from prometheus_client import REGISTRY, CollectorRegistry, start_http_server
-
-    registry: Any = REGISTRY
-    if liveness.multiproc_dir():
-        from prometheus_client import multiprocess
-
-        registry = CollectorRegistry()
-        multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
-    assert settings.metrics_port is not None
-    try:
-        return start_http_server(settings.metrics_port, settings.metrics_host, registry)
-    except OSError as exc:
-        # a taken port must not take the agent down with it
-        logger.error(
-            "otel_agents: cannot serve /metrics on %s:%d: %s",
-            settings.metrics_host,
-            settings.metrics_port,
-            exc,
-        )
-        return None
-
-
-def _multiprocessing_child() -> bool:
-    """A process multiprocessing started: a job process, or livekit's forkserver. Under
-    ``opentelemetry-instrument`` its ``sitecustomize`` runs before multiprocessing's bootstrap
-    sets ``parent_process()``: the command line tells then."""
-    if multiprocessing.parent_process() is not None:
-        return True
-    argv = getattr(sys, "orig_argv", [])
-    return "--multiprocessing-fork" in argv or any("from multiprocessing." in a for a in argv)
-
-
-def _stop_metrics_server(server: Any) -> None:
-    try:
-        httpd, thread = server
-        httpd.shutdown()
-        httpd.server_close()
-        thread.join(1.0)
-    except Exception:
-        pass

@@ -15,12 +15,13 @@ import itertools
 import json
 import ssl
 import string
-import time
+import tracemalloc
 import warnings
 from collections import Counter
 from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
 from types import SimpleNamespace
-from typing import Any
+from typing import Any, ClassVar
 
 import aiohttp
 import httpx2
@@ -56,6 +57,8 @@ from otel_agents._classify import (
     safe_str,
     type_name,
 )
+from otel_agents._classify import quota as quota_module
+from otel_agents._classify.quota import _MAX_JSON_STARTS as MAX_JSON_STARTS
 
 from scripted import gateway_status_error, openai_status_error, ssl_connection_error
 
@@ -225,10 +228,55 @@ def expected_root(chain: list[BaseException]) -> BaseException:
     return chain[-1]
 
 
-def timed(fn: Callable[[], object]) -> float:
-    start = time.perf_counter()
+@dataclass
+class Work:
+    """What one call did, counted rather than timed (a timing is flaky on a loaded machine)."""
+
+    #: the length of every text handed to the JSON decoder, from where it starts decoding
+    decoded: list[int]
+    #: the most memory the call held at once, as tracemalloc traced it
+    peak_bytes: int
+    #: the exceptions of the input whose cause or context was read
+    links_read: int
+
+
+class Counted(ValueError):
+    """An exception that counts the reads of its ``__cause__`` and ``__context__``."""
+
+    reads: ClassVar[Counter[int]] = Counter()
+
+    def __getattribute__(self, name: str) -> Any:
+        if name in ("__cause__", "__context__"):
+            Counted.reads[id(self)] += 1
+        return super().__getattribute__(name)
+
+
+def work(fn: Callable[[], object], monkeypatch: pytest.MonkeyPatch) -> Work:
+    """Run ``fn`` once to warm the caches, then once more, counting its work."""
+    decoded: list[int] = []
+    real = quota_module._DECODER
+
+    class CountingDecoder:
+        def raw_decode(self, s: str, idx: int = 0) -> tuple[Any, int]:
+            decoded.append(len(s) - idx)
+            return real.raw_decode(s, idx)
+
+    monkeypatch.setattr(quota_module, "_DECODER", CountingDecoder())
     fn()
-    return time.perf_counter() - start
+    decoded.clear()
+    Counted.reads.clear()
+    tracemalloc.start()
+    try:
+        fn()
+        _current, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    return Work(decoded, peak, len(Counted.reads))
+
+
+#: a call on a 10 MB input holds at most this much memory: it never copies, decodes or parses
+#: the input whole (a copy alone would be 10 MB)
+MAX_PEAK_BYTES = 512 * 1024
 
 
 # --- type_name and safe_str ---------------------------------------------------------------------
@@ -382,8 +430,8 @@ def test_cycles_terminate() -> None:
     assert exception_chain(e) == [e, f, g]
 
 
-def test_a_2000_deep_chain_is_bounded_and_fast() -> None:
-    excs = [ValueError(str(i)) for i in range(2000)]
+def test_a_2000_deep_chain_is_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    excs: list[BaseException] = [Counted(str(i)) for i in range(2000)]
     top = linked(*excs)
     chain = exception_chain(top)
     assert len(chain) == MAX_CHAIN
@@ -392,7 +440,8 @@ def test_a_2000_deep_chain_is_bounded_and_fast() -> None:
     c = classify(top)
     assert c.root is excs[MAX_CHAIN - 1]
     assert c.error_class == "internal"
-    assert timed(lambda: classify(top)) < 0.05
+    done = work(lambda: classify(top), monkeypatch)
+    assert done.links_read <= MAX_CHAIN  # never past the bound, whatever the depth
 
 
 def test_an_unreadable_cause_falls_back_to_the_context() -> None:
@@ -1459,40 +1508,54 @@ def test_a_handshake_error_whose_str_raises() -> None:
 TEN_MB = 10 * 1024 * 1024
 
 
-def test_a_10_mb_body_string_is_not_scanned_past_a_bound() -> None:
+def test_a_10_mb_body_string_is_not_scanned_past_a_bound(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     head = "LLM token credit quota exceeded, category: MaxGatewayCredits, "
     exc = APIStatusError("Error code: 429", status_code=429, body=head + "x" * TEN_MB)
-    assert timed(lambda: classify(exc)) < 0.05
+    done = work(lambda: classify(exc), monkeypatch)
+    assert done.peak_bytes < MAX_PEAK_BYTES
+    assert all(n <= MAX_SCAN_CHARS for n in done.decoded), done.decoded
     assert classify(exc).quota == Quota(None, "MaxGatewayCredits", None, None)
 
     # a marker past the scanned prefix is not found
     late = "x" * (MAX_SCAN_CHARS + 10) + json.dumps(gateway_body("MaxGatewayCredits"))
     exc = APIError(late + "y" * TEN_MB)
-    assert timed(lambda: classify(exc)) < 0.05
+    done = work(lambda: classify(exc), monkeypatch)
+    assert done.peak_bytes < MAX_PEAK_BYTES
+    assert done.decoded == []
     assert classify(exc).quota is None
 
 
-def test_a_10_mb_json_message_is_not_parsed() -> None:
+def test_a_10_mb_json_message_is_not_parsed(monkeypatch: pytest.MonkeyPatch) -> None:
     big = json.dumps({"type": QUOTA_BODY_TYPE, "pad": "p" * TEN_MB, "category": "X"})
     exc = APIError("TTS returned error: " + big)
-    assert timed(lambda: classify(exc)) < 0.05
+    done = work(lambda: classify(exc), monkeypatch)
+    assert done.peak_bytes < MAX_PEAK_BYTES
+    assert 0 < len(done.decoded) <= MAX_JSON_STARTS
+    assert all(n <= MAX_SCAN_CHARS for n in done.decoded), done.decoded
     assert classify(exc).quota is None  # the object does not close within the scanned prefix
 
 
-def test_a_10_mb_response_is_not_parsed() -> None:
+def test_a_10_mb_response_is_not_parsed(monkeypatch: pytest.MonkeyPatch) -> None:
     content = json.dumps({**gateway_body("MaxGatewayCredits"), "pad": "p" * TEN_MB}).encode()
     response = httpx2.Response(429, content=content, request=_REQUEST)
     err = openai.RateLimitError("Error code: 429", response=response, body="too big")
-    assert timed(lambda: classify(err)) < 0.05
+    done = work(lambda: classify(err), monkeypatch)
+    assert done.peak_bytes < MAX_PEAK_BYTES
+    assert all(n <= MAX_SCAN_CHARS for n in done.decoded), done.decoded
     c = classify(err)
     assert (c.quota, c.error_class, c.status_code) == (None, "rate_limited", 429)
 
 
-def test_deep_and_repetitive_json_in_a_message() -> None:
+def test_deep_and_repetitive_json_in_a_message(monkeypatch: pytest.MonkeyPatch) -> None:
     deep = '{"a":' * 5000 + QUOTA_BODY_TYPE
     assert classify(APIError(deep)).quota is None
     braces = "{" * 5000 + json.dumps({"type": QUOTA_BODY_TYPE})
-    assert timed(lambda: classify(APIError(braces))) < 0.05
+    done = work(lambda: classify(APIError(braces)), monkeypatch)
+    # a few candidate objects tried, each within the scanned prefix: never one per brace
+    assert 0 < len(done.decoded) <= MAX_JSON_STARTS
+    assert all(n <= MAX_SCAN_CHARS for n in done.decoded), done.decoded
     assert_sane(classify(APIError(braces)))
 
 

@@ -116,12 +116,12 @@ def host_port(address: str) -> tuple[str, int]:
 
 def demo_options(argv: list[str]) -> Any:
     """``argv`` (after ``otel-agents``) through the demo's own parser and validation."""
-    from otel_agents.demo import cli
+    from otel_agents.demo import options
 
     assert argv[:1] == ["demo"], argv
-    parser = argparse.ArgumentParser(prog=cli.PROG, exit_on_error=False, allow_abbrev=False)
-    cli.add_arguments(parser)
-    return cli._options(parser.parse_args(argv[1:]))
+    parser = argparse.ArgumentParser(prog=options.PROG, exit_on_error=False, allow_abbrev=False)
+    options.add_arguments(parser)
+    return options.resolve(parser.parse_args(argv[1:]), env={})
 
 
 def dockerfile() -> list[tuple[str, str]]:
@@ -597,3 +597,22 @@ def test_the_build_context_holds_only_what_the_dockerfile_copies() -> None:
     assert allowed == copied
     for artefact in (".venv", ".git", "tests", ".hypothesis", "bench"):
         assert artefact not in allowed
+
+
+def test_grafana_runs_the_release_the_dashboards_are_built_for() -> None:
+    """One Grafana version: the dashboards are generated with the grafana-foundation-sdk of
+    ``GRAFANA_VERSION`` (11.6), and compose runs that release."""
+    from dashboards.config import GRAFANA_VERSION
+
+    image = service("grafana")["image"]
+    assert PINNED.match(image), image
+    assert image.rpartition(":")[2].startswith(GRAFANA_VERSION + "."), (image, GRAFANA_VERSION)
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    dependencies = [
+        dep
+        for group in project.get("optional-dependencies", {}).values()
+        for dep in group
+        if dep.startswith("grafana-foundation-sdk")
+    ]
+    (sdk,) = dependencies
+    assert sdk.rpartition("!")[2].startswith(GRAFANA_VERSION + "."), (sdk, GRAFANA_VERSION)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import queue
+import re
 import signal
 import socket
 import subprocess
@@ -38,6 +39,8 @@ OPENAI_401 = "openai.AuthenticationError"
 TTS_WS_ERROR = "livekit.agents.APIError"
 #: tts-broken: livekit's AudioEmitter, given audio before any message named a session
 AUDIO_EMITTER_ERROR = "RuntimeError"
+#: realtime: livekit's realtime session wraps the gateway's error event in an APIError
+REALTIME_ERROR = "livekit.agents.APIError"
 
 Labels = tuple[tuple[str, str], ...]
 
@@ -204,6 +207,31 @@ EXPECTED: dict[str, tuple[list[tuple[Any, ...]], dict[str, Any]]] = {
     ),
     # every reply reaches the audio output and is never played: four unheard turns, none dead
     "unheard": ([], session(4, 0, silent=True, cause="unheard")),
+    # a realtime model: answered, a rate-limited reply, answered, out of credits. livekit never
+    # retries a realtime reply: each failure is its reply's one and final attempt, and its
+    # turn dies at once
+    "realtime": (
+        [
+            attempt(
+                "realtime",
+                0,
+                True,
+                "rate_limited",
+                REALTIME_ERROR,
+                category="MaxConcurrentGatewayLLMRpm",
+            ),
+            attempt(
+                "realtime",
+                0,
+                True,
+                "quota_exhausted",
+                REALTIME_ERROR,
+                category="MaxGatewayCredits",
+                terminal=True,
+            ),
+        ],
+        session(4, 2, dead=2, errors=2, terminal=True),
+    ),
 }
 
 
@@ -262,7 +290,7 @@ def test_demo_exits_zero_and_prints_the_summary(demo_run: dict[str, Any]) -> Non
     out = demo_run["stdout"]
     for name in EXPECTED:
         assert f"\n{name}: " in out
-    assert "done: 12 sessions" in out
+    assert "done: 13 sessions" in out
     assert "1 turn: 1 answered, 1 waited past the silence timeout" in out
     # each silent session with its cause
     for line in (
@@ -324,10 +352,12 @@ def test_trace_file_is_otlp_json(demo_run: dict[str, Any]) -> None:
         parent = by_id[session["parentSpanId"]]
         assert parent["name"] == "agent_session"
         assert by_id[parent["parentSpanId"]]["name"] == n.SPAN_DEMO_SCENARIO
-    # an attempt record's parent is livekit's request span of that attempt's component
+    # an attempt record's parent is livekit's request span of that attempt's component; a
+    # realtime reply has none (a rejected reply never opened its agent_turn): the session's
     for record in (s for s in spans if s["name"] == n.SPAN_ATTEMPT_FAILED):
         component = record["attrs"][n.A_COMPONENT]
-        assert by_id[record["parentSpanId"]]["name"] == f"{component}_request"
+        parent = "agent_session" if component == "realtime" else f"{component}_request"
+        assert by_id[record["parentSpanId"]]["name"] == parent
 
 
 def test_otlp_endpoint_gets_the_same_spans_and_the_metrics(demo_run: dict[str, Any]) -> None:
@@ -344,6 +374,7 @@ def test_metrics_scrape_counts_every_scenario_exactly(demo_run: dict[str, Any]) 
     got = scrape_samples(demo_run["scrape"])
     llm = {"component": "llm", "provider": PROVIDER}
     tts = {"component": "tts", "provider": PROVIDER}
+    realtime = {"component": "realtime", "provider": PROVIDER}
 
     def failures(what: dict[str, str], error_class: str, root: str, final: bool) -> Any:
         return key(
@@ -376,6 +407,27 @@ def test_metrics_scrape_counts_every_scenario_exactly(demo_run: dict[str, Any]) 
         failures(tts, "rate_limited", TTS_WS_ERROR, False): 2,
         # tts-broken: one synthesis per turn, each failing once, not retried
         failures(tts, "internal", AUDIO_EMITTER_ERROR, True): 2,
+        # realtime: each failed reply is one final attempt
+        failures(realtime, "rate_limited", REALTIME_ERROR, True): 1,
+        failures(realtime, "quota_exhausted", REALTIME_ERROR, True): 1,
+        key(
+            n.QUOTA_ERRORS,
+            component="realtime",
+            quota_type="llm",
+            quota_category="MaxConcurrentGatewayLLMRpm",
+            terminal="false",
+        ): 1,
+        key(
+            n.QUOTA_ERRORS,
+            component="realtime",
+            quota_type="llm",
+            quota_category="MaxGatewayCredits",
+            terminal="true",
+        ): 1,
+        key(n.TERMINAL_ERRORS, **realtime, error_class="quota_exhausted"): 1,
+        # one realtime reply, one request: two answered, two failed
+        key(n.REQUESTS, **realtime, outcome="ok"): 2,
+        key(n.REQUESTS, **realtime, outcome="failed"): 2,
         quota("llm", "MaxConcurrentGatewayLLMRpm", False): 2,
         quota("llm", "MaxGatewayCredits", True): 15,
         quota("tts", "MaxConcurrentGatewayTTS", False): 2,
@@ -391,8 +443,8 @@ def test_metrics_scrape_counts_every_scenario_exactly(demo_run: dict[str, Any]) 
         # tts-broken's 2 fail
         key(n.REQUESTS, **tts, outcome="ok"): 16,
         key(n.REQUESTS, **tts, outcome="failed"): 2,
-        key(n.SESSIONS_STARTED): 12,
-        key(n.SESSIONS_CLOSED, reason="user_initiated", agent_spoke="true"): 7,
+        key(n.SESSIONS_STARTED): 13,
+        key(n.SESSIONS_CLOSED, reason="user_initiated", agent_spoke="true"): 8,
         key(n.SESSIONS_CLOSED, reason="user_initiated", agent_spoke="false"): 4,
         key(n.SESSIONS_CLOSED, reason="error", agent_spoke="false"): 1,
         # bad-key: its 401 killed the turn; silent: empty replies; credits-exhausted: its 429s
@@ -402,9 +454,9 @@ def test_metrics_scrape_counts_every_scenario_exactly(demo_run: dict[str, Any]) 
         # tts-broken: its RuntimeError killed the turns; unheard: nothing it said was played
         key(n.SILENT_SESSIONS, reason="user_initiated", cause="internal"): 1,
         key(n.SILENT_SESSIONS, reason="user_initiated", cause="unheard"): 1,
-        key(n.USER_TURNS): 27,
-        # masked 1, credits-exhausted 4, draining 1, bad-key 1, tts-broken 2
-        key(n.DEAD_TURNS, cause="error"): 9,
+        key(n.USER_TURNS): 31,
+        # masked 1, credits-exhausted 4, draining 1, bad-key 1, tts-broken 2, realtime 2
+        key(n.DEAD_TURNS, cause="error"): 11,
         key(n.DEAD_TURNS, cause="empty"): 2,
         # unheard: each of its 4 replies reached the sink, which never played it
         key(n.UNHEARD_SPEECH, cause="never_played"): 4,
@@ -413,12 +465,12 @@ def test_metrics_scrape_counts_every_scenario_exactly(demo_run: dict[str, Any]) 
     assert counters == want_counters
     assert got[key(n.SESSIONS_ACTIVE)] == 0
     assert got[key(n.UNANSWERED_TURNS)] == 0
-    # seven sessions spoke; twelve turns were answered; eleven sessions closed by the user, one
-    # by error; only the stalled turn's answer took longer than 3 s (its LLM waited 4.5 s)
-    assert got[key(n.TIME_TO_FIRST_SPEECH + "_count")] == 7
-    assert got[key(n.RESPONSE_LATENCY + "_count")] == 12
-    assert got[key(n.RESPONSE_LATENCY + "_bucket", le="3.0")] == 11
-    assert got[key(n.SESSION_DURATION + "_count", reason="user_initiated")] == 11
+    # eight sessions spoke; fourteen turns were answered; twelve sessions closed by the user,
+    # one by error; only the stalled turn's answer took longer than 3 s (its LLM waited 4.5 s)
+    assert got[key(n.TIME_TO_FIRST_SPEECH + "_count")] == 8
+    assert got[key(n.RESPONSE_LATENCY + "_count")] == 14
+    assert got[key(n.RESPONSE_LATENCY + "_bucket", le="3.0")] == 13
+    assert got[key(n.SESSION_DURATION + "_count", reason="user_initiated")] == 12
     # the gateway's quota headers: the last scenarios ran on the healthy balance again; its
     # per-minute request and token counts on every LLM response
     assert got[key(n.QUOTA_LIMIT, dimension="credits", provider=PROVIDER)] == 1_000_000
@@ -534,3 +586,23 @@ def test_bad_input_gets_one_line_and_a_non_zero_exit(tmp_path: Path) -> None:
             assert out == "", (what, out)
     finally:
         taken.close()
+
+
+def _normalised(line: str) -> str:
+    """A line of demo output, with what differs from run to run (timings, the port of a
+    ``--metrics-port 0`` run) and column padding taken out."""
+    line = re.sub(r"\b\d+\.\d+ s\b", "<seconds> s", line)
+    line = re.sub(r"127\.0\.0\.1:\d+", "127.0.0.1:<port>", line)
+    return " ".join(line.split())
+
+
+def test_the_readme_sample_is_what_the_demo_prints(demo_run: dict[str, Any]) -> None:
+    """Every line of the README's sample output (``...`` elides) is a line of a real run,
+    counts included: a scenario or a count that changes fails here until the README says so."""
+    from test_readme import demo_output_sample
+
+    printed = {_normalised(line) for line in demo_run["stdout"].splitlines()}
+    sample = [line for line in demo_output_sample() if line.strip() and line.strip() != "..."]
+    assert len(sample) > 10
+    missing = [line for line in sample if _normalised(line) not in printed]
+    assert missing == [], "update the README's sample from `make demo`:\n" + "\n".join(missing)

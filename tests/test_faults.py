@@ -69,6 +69,7 @@ import sys
 import threading
 import time
 import traceback
+import tracemalloc
 import weakref
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -105,15 +106,13 @@ from netfaults import BlackHole, closed_port
 from scripted import ScriptedLLM, gateway_status_error, raising, ssl_connection_error
 
 TIMEOUT = 10.0  # bound on every await: a hang fails the test instead of the suite
-#: the event loop's worst stall while sessions run: a stall detector, not a benchmark (a
-#: blocking exporter would stall it for its timeout, 5 s, or its retry backoff, about 1 s; a
-#: noisy 2-core CI machine shows up to ~100 ms of livekit's own traceback formatting)
+#: a heartbeat this late has the watchdog sample where the loop's thread is, for the printed
+#: report (no stall is asserted: a timing; what is asserted is that no export runs on the loop)
 STALL_S = 0.5
-#: one emit of one hostile error through the hook (livekit's own emit is microseconds; the
-#: 10 MB body once took ~150 ms): generous, for noisy machines; bench/ measures the cost
-EMIT_S = 1.0
-#: what shutdown(timeout) may take beyond its timeout (thread start and join)
-SHUTDOWN_SLACK_S = 0.5
+#: the most memory one emit of one hostile error may hold at once, tracer, metrics and logs
+#: on: a bounded prefix of any text is read, cut and redacted, never the whole (a 10 MB body
+#: rendered or copied would hold 10 MB); bench/hook_cost.py measures its time
+EMIT_PEAK_BYTES = 1024 * 1024
 SERIES_BOUND = sum(b + 1 for b in _metrics.SERIES_BUDGET.values())
 
 RATE_LIMIT_BODY = {
@@ -429,6 +428,23 @@ def collector_that_is(kind: str) -> Iterator[tuple[str, Callable[[], int]]]:
             hole.close()
 
 
+def spy_on_exports(monkeypatch: pytest.MonkeyPatch) -> set[int]:
+    """The threads every OTLP span and metric export runs on, from now on."""
+    from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter
+    from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+
+    threads: set[int] = set()
+    for cls in (OTLPSpanExporter, OTLPMetricExporter):
+        real = cls.export
+
+        def export(self: Any, *args: Any, _real: Any = real, **kwargs: Any) -> Any:
+            threads.add(threading.get_ident())
+            return _real(self, *args, **kwargs)
+
+        monkeypatch.setattr(cls, "export", export)
+    return threads
+
+
 SESSIONS, CONCURRENT = 64, 1
 
 
@@ -461,7 +477,7 @@ async def failing_then_answered_sessions(count: int, concurrent: int) -> None:
 @pytest.mark.parametrize("kind", ["down", "slow", "black_hole"])
 @pytest.mark.usefixtures("clean", "quiet_livekit")
 def test_a_failing_collector_never_stalls_the_loop_and_shutdown_is_bounded(
-    kind: str, monkeypatch: pytest.MonkeyPatch
+    kind: str, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     """64 sessions one after the other (the 2,000-session test below runs them concurrently),
     each with two failed attempts, all recorded (spans, metrics, logs), while the batch exporter
@@ -474,6 +490,7 @@ def test_a_failing_collector_never_stalls_the_loop_and_shutdown_is_bounded(
     # export every 20 ms rather than every 5 s: the exporter is talking to the failing collector
     # while the sessions run, not only at shutdown
     monkeypatch.setenv("OTEL_BSP_SCHEDULE_DELAY", "20")
+    exporting_threads = spy_on_exports(monkeypatch)
     with collector_that_is(kind) as (url, contacts):
         otel_agents.init(otlp_endpoint=url)  # never raises
 
@@ -485,14 +502,21 @@ def test_a_failing_collector_never_stalls_the_loop_and_shutdown_is_bounded(
 
         heartbeat = asyncio.run(main())
         seen = contacts()
-        started = time.monotonic()
-        otel_agents.shutdown(timeout=1.0)
-        elapsed = time.monotonic() - started
+        with caplog.at_level(logging.WARNING, logger="otel_agents"):
+            otel_agents.shutdown(timeout=1.0)
 
-    print(f"\ncollector {kind}: {heartbeat}; shutdown(timeout=1.0) took {elapsed:.2f}s")
+    # the heartbeat's worst stall is printed, not asserted: on a loaded machine any bound on
+    # it is flaky (bench/session_cost.py measures the lag against a baseline). What is
+    # asserted is why the loop cannot stall: no export ever ran on the loop's thread.
+    print(f"\ncollector {kind}: {heartbeat}")
     assert heartbeat.beats > 0
-    assert heartbeat.worst < STALL_S, str(heartbeat)
-    assert elapsed < 1.0 + SHUTDOWN_SLACK_S, f"shutdown(timeout=1.0) took {elapsed:.2f}s"
+    assert exporting_threads, "nothing was exported while the sessions ran"
+    assert threading.main_thread().ident not in exporting_threads
+    gave_up = [r for r in caplog.records if "shutdown timed out after 1.0s" in r.getMessage()]
+    if kind != "down":
+        # the exporter is stuck in the collector (longer than the timeout): shutdown gave up
+        # at its bound instead of waiting for it
+        assert len(gave_up) == 1, [r.getMessage() for r in caplog.records]
     if kind != "down":
         assert seen > 0, "the exporter never reached the collector while the sessions ran"
     # nothing recorded was lost to the collector's failure
@@ -687,15 +711,18 @@ HOSTILE: dict[str, Callable[[], BaseException]] = {
 }
 
 
-def emit_error(model: llm.LLM, error: BaseException, recoverable: bool) -> float:
-    """Emit an LLM error exactly as livekit's retry loop does (``LLMStream._emit_error``);
-    how long the emit took."""
+def emit_error(model: llm.LLM, error: BaseException, recoverable: bool) -> int:
+    """Emit an LLM error exactly as livekit's retry loop does (``LLMStream._emit_error``); the
+    most memory the emit held at once (its cost in time is bench/hook_cost.py's)."""
     event = llm.LLMError(
         timestamp=time.time(), label=model.label, error=error, recoverable=recoverable
     )
-    started = time.perf_counter()
-    model.emit("error", event)
-    return time.perf_counter() - started
+    tracemalloc.start()
+    try:
+        model.emit("error", event)
+        return tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
 
 
 @pytest.mark.parametrize("case", list(HOSTILE))
@@ -705,8 +732,8 @@ def test_a_hostile_error_emitted_as_livekit_does_is_recorded_quickly(
     """Tracer, metrics and logs all on: the record's every field is built and exported."""
     model = ScriptedLLM(["unused"])
     for recoverable in (True, False):
-        took = emit_error(model, HOSTILE[case](), recoverable)
-        assert took < EMIT_S, f"one emit took {took * 1e3:.0f} ms"
+        held = emit_error(model, HOSTILE[case](), recoverable)
+        assert held < EMIT_PEAK_BYTES, f"one emit held {held / 1e6:.1f} MB"
     assert emit_failures.records == []  # nothing escaped a hook
     assert internal_errors() == {}
     assert total(n.ATTEMPT_FAILURES, provider="scripted") == 2

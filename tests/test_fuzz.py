@@ -87,8 +87,9 @@ import otel_agents
 from otel_agents import _classify, _runtime
 from otel_agents import names as n
 from otel_agents._export import metrics as _metrics
-from otel_agents._export.recorder import attempt_fields, span_attributes
+from otel_agents._export.fields import attempt_fields
 from otel_agents._export.records import AttemptRecord
+from otel_agents._export.spans import span_attributes
 
 from conftest import reset_metrics
 from scripted import ScriptedLLM, ScriptedRealtimeModel, ScriptedSTT, ScriptedTTS
@@ -708,7 +709,7 @@ def test_classify_and_the_record_never_raise() -> None:
             assert (message is None) is not capture
             # truncated to 256 chars, then redacted (a cut secret's "[REDACTED]" may be longer)
             assert message is None or (type(message) is str and len(message) <= 2 * 256)
-            assert all(v is not None for v in span_attributes(fields).values())
+            assert all(v is not None for v in span_attributes(fields, record).values())
         seen[c.error_class] += 1
         seen["quota"] += c.quota is not None
         seen["terminal"] += c.terminal
@@ -766,14 +767,11 @@ def test_every_hostile_emit_is_recorded_and_nothing_escapes(fuzzing: Fuzzing) ->
         for flag in recoverable:
             error = recipe.build()
             assert isinstance(error, Exception)
-            started = time.perf_counter()
             # livekit's emitter re-raises a TypeError from a handler: it would surface here
+            # (what an emit costs is bench/hook_cost.py's: no timing is asserted here)
             emitter.emit(
                 "error", event(timestamp=time.time(), label="fuzz", error=error, recoverable=flag)
             )
-            took = time.perf_counter() - started
-            # a stall detector for noisy machines, not a benchmark (bench/ measures the cost)
-            assert took < 2.0, f"one emit took {took * 1e3:.0f} ms"
         # every attempt recorded, nothing logged as escaped, nothing contained internally
         assert fuzzing.records.count - before[0] == len(recoverable)
         assert fuzzing.emit_failures.count == before[1]

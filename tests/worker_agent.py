@@ -81,11 +81,16 @@ server = OfflineServer(
 
 if os.environ.get("WORKER_TEST_FLUSH_LOG"):
     # the host's own logging, as a user would add it: otel-agents' debug records, one JSON
-    # object per line, so the test can read how long each process's exit flush took
+    # object per line, so the test can read whether each process's exit flush completed
     class _JsonLines(logging.Handler):
         def emit(self, record: logging.LogRecord) -> None:
             if hasattr(record, "exit_flush_seconds"):
-                line = {"pid": os.getpid(), "seconds": record.exit_flush_seconds}
+                line = {
+                    "pid": os.getpid(),
+                    "seconds": record.exit_flush_seconds,
+                    # WARNING: it gave up at exit_flush_timeout; DEBUG: everything was flushed
+                    "complete": record.levelno < logging.WARNING,
+                }
                 with open(os.environ["WORKER_TEST_FLUSH_LOG"], "a") as f:
                     f.write(json.dumps(line) + "\n")
 

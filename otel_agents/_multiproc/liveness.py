@@ -25,9 +25,11 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import logging
+import multiprocessing
 import os
 import re
 import secrets
+import sys
 import threading
 from dataclasses import dataclass
 from typing import Final
@@ -89,6 +91,19 @@ class _Registration:
 
 _registration: _Registration | None = None
 _registration_lock = threading.Lock()
+
+
+def multiprocessing_child() -> bool:
+    """A process multiprocessing started: a livekit job process, or its forkserver.
+
+    A forkserver or spawn child imports the agent module (and so runs ``init()``) before
+    multiprocessing's bootstrap sets ``parent_process()``; the command line tells then (and
+    under ``opentelemetry-instrument``, whose ``sitecustomize`` runs first).
+    """
+    if multiprocessing.parent_process() is not None:
+        return True
+    argv = getattr(sys, "orig_argv", [])
+    return "--multiprocessing-fork" in argv or any("from multiprocessing." in a for a in argv)
 
 
 def register_process(directory: str | None = None, *, again_if_gone: bool = False) -> None:

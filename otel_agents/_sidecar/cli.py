@@ -35,10 +35,12 @@ from .. import names as n
 from .._config import (
     ENV_OTLP_ENDPOINT,
     ENV_OTLP_METRICS,
+    InvalidSetting,
     otlp_metrics_mode,
     parse_endpoint,
     parse_port,
     parse_seconds,
+    writable,
 )
 from .._multiproc import liveness
 from .render import directory_problem, why
@@ -168,6 +170,13 @@ def _resolve(args: argparse.Namespace) -> _Config:
     problem = directory_problem(directory)
     if problem is not None:
         raise CliError("--multiproc-dir", directory, problem.rpartition(": ")[2])
+    if not writable(directory):
+        raise CliError(
+            "--multiproc-dir",
+            directory,
+            f"not writable by uid {os.getuid()} (the sidecar compacts dead processes' files "
+            "there): make the user the worker and the sidecar run as its owner",
+        )
     raw_port = str(getattr(args, "port", DEFAULT_PORT))
     try:
         port = parse_port("--port", raw_port, allow_zero=True)
@@ -226,8 +235,8 @@ def _otlp_endpoint(args: argparse.Namespace) -> str | None:
         return None
     try:
         return parse_endpoint(option, raw)
-    except ValueError:
-        raise CliError(option, _shown(raw), "expected an http:// or https:// URL") from None
+    except InvalidSetting as exc:
+        raise CliError(option, _shown(raw), f"expected {exc.expected}") from None
 
 
 def _shown(url: str) -> str:
@@ -311,8 +320,9 @@ async def _serve(config: _Config, verbose: bool = False) -> int:
         )
     if (warning := exposure_warning(server)) is not None:
         print(warning, file=sys.stderr, flush=True)
-    # the package's logger has only a NullHandler: the sidecar's warnings (and the reaper's)
-    # would go nowhere; --verbose shows every record, redacted, through configure_logging
+    # the package's logger has no handler: the sidecar's warnings (and the reaper's) would
+    # reach stderr only through Python's last-resort handler, unformatted; --verbose shows
+    # every record, redacted, through configure_logging
     handler: logging.Handler | None = None if verbose and _verbose_logs() else _plain_warnings()
     package_logger = logging.getLogger(n.LOGGER_NAME)
     if handler is not None:

@@ -5,5 +5,5 @@
   :mod:`.faults`); :mod:`.wire`: the messages it sends;
 * :mod:`.scenarios`: the demo's sessions; :mod:`.summary`: what it prints at the end;
   :mod:`.progress`: its progress line; :mod:`.tracefile`: spans to an OTLP JSON file;
-  :mod:`.cli`: the command.
+  :mod:`.cli`: the command, and :mod:`.options`: its options, every value checked up front.
 """

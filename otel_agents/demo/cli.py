@@ -17,159 +17,24 @@ import os
 import signal
 import sys
 import time
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
-from .. import _config
 from .. import names as n
+from .._argparse import OneLineParser
+from .._config import InvalidSetting
+from .options import PROG, SERVICE_NAME, Options, UsageError, add_arguments, init_environment
+from .options import resolve as resolve_options
 from .progress import Progress
 
-__all__ = ["add_arguments", "run"]
-
-PROG = "otel-agents demo"
-SERVICE_NAME = "otel-agents-demo"
-DEFAULT_METRICS_PORT = 9464
-DEFAULT_TRACE_FILE = "otel-agents-demo-traces.jsonl"
-DEFAULT_PAUSE = 5.0
-
-
-class UsageError(Exception):
-    """Bad input: printed as one line, exit status 2."""
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from .scenarios import scenario_names
-
-    parser.add_argument(
-        "-s",
-        "--scenario",
-        action="append",
-        metavar="NAME",
-        help=f"run only this scenario (repeatable); one of: {', '.join(scenario_names())}",
-    )
-    parser.add_argument(
-        "--metrics-port",
-        metavar="PORT",
-        help=f"serve /metrics on this port (0: any free port); else ${_config.ENV_METRICS_PORT}, "
-        f"else {DEFAULT_METRICS_PORT}",
-    )
-    parser.add_argument(
-        "--metrics-host",
-        default="127.0.0.1",
-        metavar="HOST",
-        help="the address /metrics binds (default: 127.0.0.1)",
-    )
-    parser.add_argument(
-        "--trace-file",
-        default=DEFAULT_TRACE_FILE,
-        metavar="PATH",
-        help=f"write spans here as OTLP JSON lines (default: ./{DEFAULT_TRACE_FILE})",
-    )
-    parser.add_argument(
-        "--otlp-endpoint",
-        metavar="URL",
-        help=f"also export traces and metrics over OTLP/HTTP; else ${_config.ENV_OTLP_ENDPOINT}",
-    )
-    parser.add_argument(
-        "--metrics-out",
-        metavar="PATH",
-        help="also save the final /metrics scrape to this file",
-    )
-    parser.add_argument(
-        "--serve",
-        action="store_true",
-        help="keep looping the scenarios until interrupted (for Prometheus and its alerts)",
-    )
-    parser.add_argument(
-        "--pause",
-        default=str(DEFAULT_PAUSE),
-        metavar="SECONDS",
-        help=f"with --serve: the pause between rounds (default: {DEFAULT_PAUSE:g})",
-    )
-    parser.add_argument(
-        "--drain-pace",
-        default="0",
-        metavar="SECONDS",
-        help="the pause between the credits-draining scenario's turns, so a Prometheus "
-        "scraping /metrics sees the credit balance burn over several scrapes (default: 0)",
-    )
-    parser.add_argument(
-        "-v",
-        "--verbose",
-        action="store_true",
-        help="also show livekit's and otel-agents' logs, redacted, as JSON lines on stderr "
-        "(console lines on a terminal)",
-    )
-
-
-@dataclass(frozen=True)
-class Options:
-    scenarios: tuple[Any, ...]
-    metrics_host: str
-    metrics_port: int
-    trace_file: Path
-    otlp_endpoint: str | None
-    metrics_out: Path | None
-    serve: bool
-    pause: float
-    drain_pace: float
-    verbose: bool
-
-
-def _options(args: argparse.Namespace) -> Options:
-    from .scenarios import SCENARIOS, scenario_names
-
-    by_name = {s.name: s for s in SCENARIOS}
-    chosen = []
-    for name in args.scenario or scenario_names():
-        if name not in by_name:
-            raise UsageError(
-                f"unknown scenario {name!r} (choose from: {', '.join(scenario_names())})"
-            )
-        if by_name[name] not in chosen:
-            chosen.append(by_name[name])
-
-    raw_port = args.metrics_port
-    source = "--metrics-port"
-    if raw_port is None:
-        raw_port, source = os.environ.get(_config.ENV_METRICS_PORT), _config.ENV_METRICS_PORT
-    try:
-        if raw_port is None:
-            port = DEFAULT_METRICS_PORT
-        else:  # unlike init()'s, the demo's port may be 0: any free port
-            port = _config.parse_port(source, raw_port, allow_zero=True)
-        endpoint = args.otlp_endpoint
-        if endpoint is None:
-            endpoint = os.environ.get(_config.ENV_OTLP_ENDPOINT) or None
-            if endpoint is not None:
-                endpoint = _config.parse_endpoint(_config.ENV_OTLP_ENDPOINT, endpoint)
-        else:
-            endpoint = _config.parse_endpoint("--otlp-endpoint", endpoint)
-        pause = _config.parse_seconds("--pause", args.pause, allow_zero=True)
-        drain_pace = _config.parse_seconds("--drain-pace", args.drain_pace, allow_zero=True)
-    except ValueError as exc:
-        raise UsageError(str(exc).removeprefix("otel_agents: ")) from None
-
-    return Options(
-        scenarios=tuple(chosen),
-        metrics_host=args.metrics_host,
-        metrics_port=port,
-        trace_file=Path(args.trace_file),
-        otlp_endpoint=endpoint,
-        metrics_out=Path(args.metrics_out) if args.metrics_out else None,
-        serve=bool(args.serve),
-        pause=pause,
-        drain_pace=drain_pace,
-        verbose=bool(args.verbose),
-    )
+__all__ = ["add_arguments", "main", "run"]
 
 
 def run(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
     """Run the demo; returns the exit status (0 ok, 1 failed, 2 bad input, 130 interrupted)."""
     try:
-        options = _options(args)
+        options = resolve_options(args)
     except UsageError as exc:
         print(f"{PROG}: {exc}", file=sys.stderr)
         return 2
@@ -178,6 +43,9 @@ def run(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
         return asyncio.run(_main(options, out))
     except UsageError as exc:
         print(f"{PROG}: {exc}", file=sys.stderr)
+        return 2
+    except InvalidSetting as exc:  # init() read the environment again: the same one line
+        print(f"{PROG}: {exc.line()}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 130
@@ -212,7 +80,6 @@ async def _main(options: Options, out: TextIO) -> int:
 
     from .._sidecar.server import start_metrics_server
     from .gateway import FakeGateway
-    from .scenarios import SILENCE_TIMEOUT
     from .summary import SpanCollector, format_report, metric_totals
 
     # bind first: a taken port must fail before the previous run's trace file is truncated
@@ -227,7 +94,7 @@ async def _main(options: Options, out: TextIO) -> int:
         ) from None
     try:
         metrics_out = _open_for_writing(options.metrics_out, "--metrics-out")
-        file_exporter = _trace_file(options.trace_file)
+        file_exporter = _trace_file(options.trace_file, options.trace_file_max_bytes)
     except UsageError:
         await server.aclose()
         raise
@@ -246,14 +113,15 @@ async def _main(options: Options, out: TextIO) -> int:
             )
         )
 
-    # exactly what an agent does: one call, before any model is built
-    otel_agents.init(
-        service_name=SERVICE_NAME,
-        otlp_endpoint=options.otlp_endpoint,
-        tracer_provider=provider,
-        # short, so the stalled scenario's caller counts as unanswered within seconds
-        silence_timeout=None if os.environ.get(_config.ENV_SILENCE_TIMEOUT) else SILENCE_TIMEOUT,
-    )
+    # exactly what an agent does: one call, before any model is built; the demo serves
+    # /metrics itself, so init() does not bind $OTEL_AGENTS_METRICS_PORT a second time
+    with _environment(init_environment(os.environ)):
+        otel_agents.init(
+            service_name=SERVICE_NAME,
+            otlp_endpoint=options.otlp_endpoint,
+            tracer_provider=provider,
+            silence_timeout=options.silence_timeout,
+        )
     tracer = provider.get_tracer("otel_agents.demo")
     stopping = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -387,7 +255,14 @@ def _where(options: Options, metrics_url: str, spans_written: int) -> list[tuple
         )
     )
     if options.serve:
-        where.append(("serving", "until Ctrl-C or SIGTERM"))
+        where.append(
+            (
+                "serving",
+                "until Ctrl-C or SIGTERM; past "
+                f"{options.trace_file_max_bytes / 1e6:g} MB the trace file is rotated to "
+                f"{options.trace_file}.1",
+            )
+        )
     return where
 
 
@@ -400,11 +275,26 @@ async def _scrape(url: str) -> str:
         return text
 
 
-def _trace_file(path: Path) -> Any:
+@contextlib.contextmanager
+def _environment(env: dict[str, str]) -> Iterator[None]:
+    """``os.environ`` is ``env`` inside the block, and what it was after it."""
+    saved = dict(os.environ)
+    try:
+        for name in set(os.environ) - set(env):
+            del os.environ[name]
+        os.environ.update(env)
+        yield
+    finally:
+        for name in set(os.environ) - set(saved):
+            del os.environ[name]
+        os.environ.update(saved)
+
+
+def _trace_file(path: Path, max_bytes: int) -> Any:
     from .tracefile import OtlpJsonFileExporter
 
     try:
-        return OtlpJsonFileExporter(path)
+        return OtlpJsonFileExporter(path, max_bytes=max_bytes)
     except OSError as exc:
         raise UsageError(
             f"cannot write the trace file {str(path)!r}: {exc.strerror or exc}"
@@ -422,6 +312,6 @@ def _open_for_writing(path: Path | None, what: str) -> TextIO | None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog=PROG, description=__doc__)
+    parser = OneLineParser(prog=PROG, description=__doc__)
     add_arguments(parser)
     return run(parser.parse_args(argv))

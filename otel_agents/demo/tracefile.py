@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import threading
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -30,27 +31,56 @@ class OtlpJsonFileExporter(SpanExporter):
     """Append each exported batch to ``path`` as one line of OTLP/JSON.
 
     The file is opened (and truncated) by the constructor, so an unwritable path fails at
-    once with :class:`OSError` rather than at the first export.
+    once with :class:`OSError` rather than at the first export. With ``max_bytes``, a line
+    that would take the file past it first rotates the file to ``<path>.1`` (replacing the
+    previous one), so the two files hold at most twice ``max_bytes`` however long it runs. A
+    batch whose line alone is longer is written a span per line; a single span longer than
+    ``max_bytes`` gets a file of its own.
     """
 
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | Path, *, max_bytes: int | None = None) -> None:
         self.path = Path(path)
-        self._file: IO[str] | None = self.path.open("w", encoding="utf-8")
+        self.max_bytes = max_bytes
+        self._file: IO[bytes] | None = self.path.open("wb")
+        self._size = 0
         self._lock = threading.Lock()
         self.spans_written = 0
+        self.rotations = 0
+
+    @property
+    def rotated_path(self) -> Path:
+        return self.path.with_name(self.path.name + ".1")
 
     def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
-        line = json.dumps(_to_otlp_json(spans), separators=(",", ":"))
+        lines = [_line(spans)]
+        if self.max_bytes is not None and len(lines[0]) > self.max_bytes and len(spans) > 1:
+            lines = [_line([span]) for span in spans]  # a batch past the cap: a line per span
         with self._lock:
             if self._file is None:
                 return SpanExportResult.FAILURE
             try:
-                self._file.write(line + "\n")
+                for line in lines:
+                    if self._past_cap(len(line)):
+                        self._rotate()
+                    self._file.write(line)
+                    self._size += len(line)
                 self._file.flush()
             except OSError:
                 return SpanExportResult.FAILURE
             self.spans_written += len(spans)
         return SpanExportResult.SUCCESS
+
+    def _past_cap(self, more: int) -> bool:
+        return self.max_bytes is not None and self._size > 0 and self._size + more > self.max_bytes
+
+    def _rotate(self) -> None:
+        assert self._file is not None
+        self._file.close()
+        self._file = None
+        os.replace(self.path, self.rotated_path)
+        self._file = self.path.open("wb")
+        self._size = 0
+        self.rotations += 1
 
     def force_flush(self, timeout_millis: int = 30000) -> bool:
         return True  # every export is flushed as it is written
@@ -60,6 +90,10 @@ class OtlpJsonFileExporter(SpanExporter):
             if self._file is not None:
                 self._file.close()
                 self._file = None
+
+
+def _line(spans: Sequence[ReadableSpan]) -> bytes:
+    return (json.dumps(_to_otlp_json(spans), separators=(",", ":")) + "\n").encode()
 
 
 def _to_otlp_json(spans: Sequence[ReadableSpan]) -> dict[str, Any]:
