@@ -37,15 +37,18 @@ from .panels import (
     RED_FROM_ONE,
     TEMPO,
     Q,
+    at_least,
+    capped,
+    count,
     dashboard,
     instant_table,
     legend,
+    or_zero,
     quantile,
     rate,
     sel,
     single_stat,
     thresholds,
-    total,
     ts,
     with_rows,
 )
@@ -64,6 +67,12 @@ from .tracelinks import (
 FAILURE_ORANGE: Final = 0.05
 FAILURE_RED: Final = 0.2
 FAILURE_STEPS: Final = ((None, "green"), (FAILURE_ORANGE, "orange"), (FAILURE_RED, "red"))
+#: fewer requests than this in the time range give the failure ratio no value (one failure of
+#: two requests at night is not a 50% outage)
+FAILURE_MIN_REQUESTS: Final = 20
+#: the requests a failure ratio counts: STT's ``outcome="ok"`` counts its transcript usage
+#: reports (several per stream), not requests, so an STT ratio would understate its failures
+NOT_STT: Final = f'{n.L_COMPONENT}!="stt"'
 #: the credits' used share: orange where LiveKitAgentsCreditsLow (warning) fires, red when spent
 CREDITS_SHARE_STEPS: Final = ((None, "green"), (DEFAULTS.credits_low_ratio, "orange"), (1.0, "red"))
 #: the time to credit exhaustion: red under the horizon of LiveKitAgentsCreditsRunningOut
@@ -155,23 +164,37 @@ def errors() -> db.Dashboard:
             "Failed attempts",
             "Failed provider attempts in the time range (every retry counts), all components.",
             "short",
-            [Q(total(failures), "failed attempts", instant=True)],
+            [Q(count(failures), "failed attempts", instant=True)],
+            no_value="0",
             span=4,
         ),
         single_stat(
             "Failed requests",
             "Provider requests whose retries ran out in the time range: what the session saw fail.",
             "short",
-            [Q(total(requests, failed), "failed requests", instant=True)],
+            [Q(count(requests, failed), "failed requests", instant=True)],
+            no_value="0",
             span=4,
         ),
         single_stat(
             "Request failure ratio",
-            "Failed requests divided by all requests in the time range, all providers. Orange "
-            f"from {percent(FAILURE_ORANGE)}, red from {percent(FAILURE_RED)} (no alert: the "
-            "silent-session and dead-turn alerts page on what callers feel).",
+            "Failed requests divided by all requests in the time range, all providers, STT "
+            "left out (its ok count is transcript usage reports, several per stream, not "
+            "requests: its failed requests are in Failed requests and Requests by provider and "
+            f"outcome). Orange from {percent(FAILURE_ORANGE)}, red from {percent(FAILURE_RED)} "
+            "(no alert: the silent-session and dead-turn alerts page on what callers feel). "
+            f"With fewer than {FAILURE_MIN_REQUESTS} requests in the time range it shows 'Not "
+            "enough traffic'; 0 when none failed.",
             "percentunit",
-            [Q(f"{total(requests, failed)} / {total(requests)}", "failed", instant=True)],
+            [
+                Q(
+                    f"{or_zero(count(requests, failed, NOT_STT))}\n/\n"
+                    f"{at_least(count(requests, NOT_STT), FAILURE_MIN_REQUESTS)}",
+                    "failed",
+                    instant=True,
+                )
+            ],
+            no_value="Not enough traffic",
             steps=FAILURE_STEPS,
             span=4,
         ),
@@ -181,7 +204,8 @@ def errors() -> db.Dashboard:
             "(credits exhausted: MaxGatewayCredits, MaxBargeInRequests) in the time range. Red "
             f"from 1, like the critical {CREDITS_EXHAUSTED} alert: top up the account.",
             "short",
-            [Q(total(quota, f'{n.L_TERMINAL}="true"'), "terminal quota errors", instant=True)],
+            [Q(count(quota, f'{n.L_TERMINAL}="true"'), "terminal quota errors", instant=True)],
+            no_value="0",
             steps=RED_FROM_ONE,
             span=4,
         ),
@@ -191,7 +215,8 @@ def errors() -> db.Dashboard:
             "billing, bad credentials) in the time range, quota included. Red from 1: "
             f"{CREDITS_EXHAUSTED} or {TERMINAL_ERRORS} (critical) fires.",
             "short",
-            [Q(total(terminal), "terminal errors", instant=True)],
+            [Q(count(terminal), "terminal errors", instant=True)],
+            no_value="0",
             steps=RED_FROM_ONE,
             span=4,
         ),
@@ -201,7 +226,8 @@ def errors() -> db.Dashboard:
             "time range: the retry loop hid the real cause. Orange from 1, like the "
             f"{MASKED_RETRY_FAILURES} alert (warning).",
             "short",
-            [Q(total(masked), "masked failures", instant=True)],
+            [Q(count(masked), "masked failures", instant=True)],
+            no_value="0",
             steps=ORANGE_FROM_ONE,
             span=4,
         ),
@@ -258,7 +284,7 @@ def errors() -> db.Dashboard:
             "of failed requests in the time range. Read the first root cause: it is what to "
             "fix. Click a row for its spans in Tempo.",
             "short",
-            Q(total(masked, by=masked_labels), "", table=True),
+            Q(count(masked, by=masked_labels), "", table=True),
             exclude=("Time",),
             rename={"Value": "failed requests"},
             links=[
@@ -333,6 +359,7 @@ def errors() -> db.Dashboard:
                     legend(P),
                 )
             ],
+            no_value="Unknown",
             steps=CREDITS_SHARE_STEPS,
         ),
         single_stat(
@@ -345,6 +372,7 @@ def errors() -> db.Dashboard:
             "a billing reset (for up to the window) or once nothing is left.",
             "s",
             [Q(f"min by ({P}) ({left} / {burn})", legend(P))],
+            no_value="Not burning",
             steps=EXHAUSTION_STEPS,
             graph=True,
             span=6,
@@ -411,8 +439,8 @@ def errors() -> db.Dashboard:
         ),
     ]
     failed_ratio = (
-        f"({rate(requests, failed, by=(C, P))} or {rate(requests, by=(C, P))} * 0) "
-        f"/ {rate(requests, by=(C, P))}"
+        f"({rate(requests, failed, NOT_STT, by=(C, P))} or {rate(requests, NOT_STT, by=(C, P))} "
+        f"* 0) / {rate(requests, NOT_STT, by=(C, P))}"
     )
     request_panels = [
         ts(
@@ -425,7 +453,9 @@ def errors() -> db.Dashboard:
         ts(
             "Request failure ratio by provider",
             "Failed requests divided by all requests, per component and provider (0 when a "
-            "provider had no failure). A failed request is one whose retries ran out." + link_help,
+            "provider had no failure). A failed request is one whose retries ran out. STT is "
+            "left out: its ok count is transcript usage reports, several per stream, not "
+            "requests (its failed requests are on the left)." + link_help,
             "percentunit",
             [Q(failed_ratio, legend(C, P))],
             links=[trace_link(traceql(f"span.{n.A_FINAL}=true", *label_conditions((C, P))))],
@@ -457,7 +487,7 @@ def errors() -> db.Dashboard:
             "Retry wait",
             "For requests with a failed attempt: from the first attempt's start to the last's, "
             "what retries (and fallbacks) added before the final attempt. p50, p90 and p99 over "
-            "the rate interval.",
+            "the rate interval." + capped(n.RETRY_WAIT),
             "s",
             [Q(quantile(q, n.RETRY_WAIT), f"p{round(q * 100)}") for q in (0.5, 0.9, 0.99)],
             span=8,

@@ -27,20 +27,23 @@ from .config import (
 )
 from .panels import (
     Q,
+    at_least,
+    capped,
+    count,
     dashboard,
     instant_table,
     legend,
+    or_zero,
     quantile,
     rate,
     sel,
     single_stat,
-    total,
     ts,
     with_rows,
 )
 
 # Stat colours follow the alerts' severities (orange: warning, red: critical) at their default
-# thresholds.
+# thresholds, and the shares keep their alerts' minimum-traffic guards.
 SILENT_STEPS: Final = (
     (None, "green"),
     (DEFAULTS.silent_warning_ratio, "orange"),
@@ -51,6 +54,18 @@ DEAD_STEPS: Final = ((None, "green"), (DEFAULTS.dead_ratio, "orange"))
 UNANSWERED_FROM: Final = float(DEFAULTS.unanswered_turns_threshold + 1)
 UNANSWERED_STEPS: Final = ((None, "green"), (UNANSWERED_FROM, "orange"))
 UNHEARD_STEPS: Final = ((None, "green"), (DEFAULTS.unheard_ratio, "orange"))
+#: what a share shows below its alert's minimum traffic, and a count with no target at all
+NOT_ENOUGH: Final = "Not enough traffic"
+NO_TARGET: Final = "No target"
+
+
+def guarded(least: int, what: str, alert: str) -> str:
+    """The description of a share's minimum-traffic guard."""
+    return (
+        f" With fewer than {least} {what} in the time range it shows {NOT_ENOUGH!r}, not a "
+        f"colour: the minimum traffic of the {alert} alert (one bad of two at night is not an "
+        "incident). 0 when none was."
+    )
 
 
 def overview() -> db.Dashboard:
@@ -63,7 +78,7 @@ def overview() -> db.Dashboard:
 
     def latency(title: str, histogram: str, text: str) -> timeseries.Panel:
         targets = [Q(quantile(q, histogram), f"p{round(q * 100)}") for q in percentiles]
-        return ts(title, text, "s", targets, span=8)
+        return ts(title, text + capped(histogram), "s", targets, span=8)
 
     sessions = [
         single_stat(
@@ -72,6 +87,7 @@ def overview() -> db.Dashboard:
             "process (the gauge drops a dead process's sessions when the sidecar reaps it).",
             "short",
             [Q(f"sum({sel(n.SESSIONS_ACTIVE)})", "active")],
+            no_value=NO_TARGET,
             graph=True,
             span=4,
         ),
@@ -79,7 +95,8 @@ def overview() -> db.Dashboard:
             "Sessions started",
             "AgentSession.start() calls in the dashboard's time range.",
             "short",
-            [Q(total(n.SESSIONS_STARTED), "started", instant=True)],
+            [Q(count(n.SESSIONS_STARTED), "started", instant=True)],
+            no_value=NO_TARGET,
             span=4,
         ),
         single_stat(
@@ -87,7 +104,8 @@ def overview() -> db.Dashboard:
             "Sessions closed in the dashboard's time range, whatever the reason (a session "
             "that ends with its job is still closed and counted).",
             "short",
-            [Q(total(closed), "closed", instant=True)],
+            [Q(count(closed), "closed", instant=True)],
+            no_value=NO_TARGET,
             span=4,
         ),
         instant_table(
@@ -133,9 +151,18 @@ def overview() -> db.Dashboard:
             "and the agent never reached speaking. The caller heard nothing. Orange from "
             f"{percent(DEFAULTS.silent_warning_ratio)}, red from "
             f"{percent(DEFAULTS.silent_critical_ratio)}: the default thresholds "
-            f"of the {SILENT_SESSIONS} alert (warning, critical).",
+            f"of the {SILENT_SESSIONS} alert (warning, critical)."
+            + guarded(DEFAULTS.silent_min_sessions, "sessions closed", SILENT_SESSIONS),
             "percentunit",
-            [Q(f"{total(silent)} / {total(closed)}", "silent", instant=True)],
+            [
+                Q(
+                    f"{or_zero(count(silent))}\n/\n"
+                    f"{at_least(count(closed), DEFAULTS.silent_min_sessions)}",
+                    "silent",
+                    instant=True,
+                )
+            ],
+            no_value=NOT_ENOUGH,
             steps=SILENT_STEPS,
         ),
         ts(
@@ -149,9 +176,10 @@ def overview() -> db.Dashboard:
         ),
         ts(
             "Silent session share over time",
-            "Silent sessions divided by closed sessions, per rate interval.",
+            "Silent sessions divided by closed sessions, per rate interval (0 when none was "
+            "silent; no value while no session closes).",
             "percentunit",
-            [Q(f"{rate(silent)} / {rate(closed)}", "silent share")],
+            [Q(f"({rate(silent)} or on () {rate(closed)} * 0) / {rate(closed)}", "silent share")],
             span=9,
         ),
         ts(
@@ -166,7 +194,7 @@ def overview() -> db.Dashboard:
             span=24,
         ),
     ]
-    dead_share = f"{total(dead)} / {total(turns)}"
+    dead_share = f"{or_zero(count(dead))} / {at_least(count(turns), DEFAULTS.dead_min_turns)}"
     dead_share_rate = (
         f"{rate(dead, by=(n.L_CAUSE,))} / ignoring({n.L_CAUSE}) group_left {rate(turns)}"
     )
@@ -179,6 +207,7 @@ def overview() -> db.Dashboard:
             f"when it stays above {DEFAULTS.unanswered_turns_threshold}.",
             "short",
             [Q(f"sum({sel(n.UNANSWERED_TURNS)})", "unanswered")],
+            no_value=NO_TARGET,
             steps=UNANSWERED_STEPS,
             graph=True,
         ),
@@ -187,9 +216,11 @@ def overview() -> db.Dashboard:
             "Share of the user turns in the time range that died: the agent went from "
             "thinking back to listening without speaking (both causes; the panel on the right "
             f"splits them). Orange from {percent(DEFAULTS.dead_ratio)}: the default threshold "
-            f"of the {DEAD_TURNS} alert.",
+            f"of the {DEAD_TURNS} alert."
+            + guarded(DEFAULTS.dead_min_turns, "user turns", DEAD_TURNS),
             "percentunit",
             [Q(dead_share, "dead", instant=True)],
+            no_value=NOT_ENOUGH,
             steps=DEAD_STEPS,
         ),
         ts(
@@ -213,18 +244,21 @@ def overview() -> db.Dashboard:
         ),
         single_stat(
             "Unheard reply share",
-            "Agent replies the caller never heard, divided by user turns, in the time range "
-            "(0 when none). The agent answered by its own account, and nothing reached the "
+            "Agent replies the caller never heard, divided by user turns, in the time range. "
+            "The agent answered by its own account, and nothing reached the "
             f"caller. Orange from {percent(DEFAULTS.unheard_ratio)}: the default threshold of "
-            f"the {UNHEARD_SPEECH} alert.",
+            f"the {UNHEARD_SPEECH} alert."
+            + guarded(DEFAULTS.unheard_min_turns, "user turns", UNHEARD_SPEECH),
             "percentunit",
             [
                 Q(
-                    f"({total(unheard)} or {total(turns)} * 0) / {total(turns)}",
+                    f"{or_zero(count(unheard))} / "
+                    f"{at_least(count(turns), DEFAULTS.unheard_min_turns)}",
                     "unheard",
                     instant=True,
                 )
             ],
+            no_value=NOT_ENOUGH,
             steps=UNHEARD_STEPS,
         ),
         ts(

@@ -2,15 +2,22 @@
 
 Conventions every dashboard follows: stable uids; a ``datasource`` variable (Prometheus) used by
 every panel and target, never a hard-coded datasource uid; ``job`` and ``instance`` variables
-filtering every query; counters only inside ``rate()``/``increase()`` over ``$__rate_interval``
-(``$__range`` for the totals of the stat and table panels); every panel with a title, a
-description and a unit.
+filtering every query; every query aggregated across instances (a fleet is many); counters only
+inside ``rate()`` over ``$__rate_interval``, or counted over the time range (``$__range``) by the
+alerts' own expression (:func:`count`) in the stat and table panels; every panel with a title, a
+description and a unit; every stat with its text for no value.
+
+Per-second panels use ``rate()``. It is right for the counters every process exports at 0 from
+the start (``otel_agents._export.build``: unlabelled, or a few closed label sets); for a series
+born at its first increment (a provider, a root cause...) it shows nothing of that first
+increment: the totals above them count it.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Final
 
 from grafana_foundation_sdk.builders import common as common_builders
@@ -21,8 +28,10 @@ from grafana_foundation_sdk.models import dashboard as dm
 from grafana_foundation_sdk.models.prometheus import PromQueryFormat
 
 from otel_agents import names as n
+from otel_agents._export.build import ZEROED
 
-from .config import TAGS
+from . import rules
+from .config import DEFAULTS, TAGS
 
 PROMETHEUS: Final = dm.DataSourceRef(type_val="prometheus", uid="${datasource}")
 TEMPO: Final = dm.DataSourceRef(type_val="tempo", uid="${tempo}")
@@ -31,6 +40,8 @@ TEMPO: Final = dm.DataSourceRef(type_val="tempo", uid="${tempo}")
 SCOPE: Final = 'job=~"$job", instance=~"$instance"'
 RATE: Final = "$__rate_interval"
 RANGE: Final = "$__range"
+#: the rules' configuration with the dashboards' filters: what the birth-aware counts read
+BOARD: Final = replace(DEFAULTS, selector=SCOPE)
 
 #: Titles of the panels whose queries may legitimately return no series at all: failures of
 #: otel-agents itself, never-retrieved task exceptions, terminal errors other than quota,
@@ -51,6 +62,12 @@ EMPTY_WHEN_HEALTHY: Final = frozenset(
     }
 )
 EMPTY_NOTE: Final = " Empty when healthy: no series at all means none happened in the time range."
+#: what a per-second panel of a counter whose series are born at their first increment says
+BIRTH_NOTE: Final = (
+    " A series' first increment is not in its rate (a new series has no earlier sample to rate "
+    "from): the totals count it."
+)
+_RATED: Final = re.compile(r"\brate\((otel_agents_\w+_total)\{")
 
 #: threshold steps of a panel: ``(from value, colour)``, the first from ``None``
 Steps = Sequence[tuple[float | None, str]]
@@ -76,14 +93,56 @@ def rate(metric: str, *matchers: str, by: Sequence[str] = ()) -> str:
     return f"{_sum(by)}(rate({sel(metric, *matchers)}[{RATE}]))"
 
 
-def total(metric: str, *matchers: str, by: Sequence[str] = ()) -> str:
-    """``sum by (labels) (increase(metric{...}[$__range]))``: events in the time range."""
-    return f"{_sum(by)}(increase({sel(metric, *matchers)}[{RANGE}]))"
+def count(metric: str, *matchers: str, by: Sequence[str] = ()) -> str:
+    """Events of the counter ``metric`` in the time range, summed by ``by``: what the alerts
+    count, with their expression (``rules.new_in``): a series' first increment included (a
+    labelled series is born at 1 or more, and ``increase()`` never sees that step), a fall or a
+    one-scrape spike never read as a reset, whole events (no extrapolated "1.053 errors").
+
+    That expression never replays a history Prometheus did not watch: a target first scraped
+    inside the range (a Prometheus younger than the range, a range longer than its retention)
+    has no count there, so for such a series the panel shows what ``increase()`` saw of it."""
+    series = sel(metric, *matchers)
+    counted = rules.new_in(BOARD, series, RANGE)
+    fallback = "\n".join(
+        [
+            "# a target first scraped inside the range: what increase() saw of it",
+            f"increase({series}[{RANGE}])",
+        ]
+    )
+    return f"{_sum(by)}(\n{rules.indent(counted)}\nor\n{rules.indent(fallback)}\n)"
+
+
+def or_zero(expr: str) -> str:
+    """``expr``, or 0 when it has no series (nothing counted yet): for the numerator of a
+    share, so a healthy share reads 0, not "No data"."""
+    return f"({expr} or on () vector(0))"
+
+
+def at_least(expr: str, least: int) -> str:
+    """``expr`` where it is at least ``least``: a share's denominator with the minimum-traffic
+    guard of its alert (below it the share has no value, and the stat says why)."""
+    return f"({expr} >= {least})"
 
 
 def quantile(q: float, histogram: str) -> str:
     bucket = sel(f"{histogram}_bucket")
     return f"histogram_quantile({q}, sum by (le) (rate({bucket}[{RATE}])))"
+
+
+def top_bucket(histogram: str) -> float:
+    """The largest finite bucket boundary of an otel-agents histogram."""
+    (spec,) = [m for m in n.METRICS if m.name == histogram]
+    return spec.buckets[-1]
+
+
+def capped(histogram: str) -> str:
+    """What a quantile panel of ``histogram`` says about its ceiling."""
+    top = top_bucket(histogram)
+    return (
+        f" The quantiles cap at the top bucket, {top:g} s: histogram_quantile cannot see past it, "
+        f"so a line flat at {top:g} s means {top:g} s or more."
+    )
 
 
 def legend(*labels: str, prefix: str = "") -> str:
@@ -126,8 +185,9 @@ class Ids:
         return self.last
 
 
-def _description(title: str, text: str) -> str:
-    return text + (EMPTY_NOTE if title in EMPTY_WHEN_HEALTHY else "")
+def _description(title: str, text: str, targets: Sequence[Q] = ()) -> str:
+    born = any(m not in ZEROED for q in targets for m in _RATED.findall(q.expr))
+    return text + (BIRTH_NOTE if born else "") + (EMPTY_NOTE if title in EMPTY_WHEN_HEALTHY else "")
 
 
 def thresholds(steps: Steps) -> db.ThresholdsConfig:
@@ -151,7 +211,7 @@ def ts(
     panel = (
         timeseries.Panel()
         .title(title)
-        .description(_description(title, description))
+        .description(_description(title, description, targets))
         .datasource(PROMETHEUS)
         .unit(unit)
         .min(0)
@@ -188,11 +248,14 @@ def single_stat(
     unit: str,
     targets: Sequence[Q],
     *,
+    no_value: str,
     steps: Steps = GREEN_ONLY,
     graph: bool = False,
     span: int = 6,
     height: int = 8,
 ) -> stat.Panel:
+    """A stat; ``no_value``: what it shows when its query returns nothing (a share below its
+    minimum traffic, a quota a provider never reported...), never Grafana's bare "No data"."""
     return (
         stat.Panel()
         .title(title)
@@ -205,6 +268,7 @@ def single_stat(
         .color_mode(cm.BigValueColorMode.VALUE)
         .graph_mode(cm.BigValueGraphMode.AREA if graph else cm.BigValueGraphMode.NONE)
         .text_mode(cm.BigValueTextMode.AUTO)
+        .no_value(no_value)
         .reduce_options(common_builders.ReduceDataOptions().calcs(["lastNotNull"]).values(False))
         .targets([q.build(chr(ord("A") + i)) for i, q in enumerate(targets)])
     )

@@ -21,11 +21,12 @@ import pytest
 from grafana_foundation_sdk.cog.encoder import JSONEncoder
 from grafana_foundation_sdk.models import dashboard as dm
 
-from dashboards import catalogue
+from dashboards import catalogue, rules
 from dashboards import dashboards as d
 from dashboards.config import ALERT_PREFIX, ALERTS, DEFAULTS, seconds
-from dashboards.panels import EMPTY_WHEN_HEALTHY
+from dashboards.panels import BOARD, EMPTY_WHEN_HEALTHY, RANGE
 from otel_agents import names as n
+from otel_agents._export.build import ZEROED
 
 from .promql import panels, queries, substitute_variables
 from prometheus_bin import promtool
@@ -54,6 +55,36 @@ def prometheus_targets() -> list[tuple[str, dict[str, Any], dict[str, Any]]]:
 
 def exprs() -> list[tuple[str, str]]:
     return [(panel["title"], target["expr"]) for _, panel, target in prometheus_targets()]
+
+
+def squeeze(text: str) -> str:
+    """``text`` without its PromQL comments, its whitespace runs made one space."""
+    return " ".join(re.sub(r"#[^\n]*", "", text).split())
+
+
+#: a counter selector with the dashboards' filters, as the panels write it
+_COUNTER_SELECTOR = re.compile(r"\b(otel_agents_\w+_total)(\{[^}]*\})")
+
+
+def births_folded(expr: str) -> str:
+    """``expr`` squeezed, with every birth-aware count of the rules (``rules.new_in`` over the
+    time range, with the dashboards' filters) replaced by the ``increase()`` it stands for, so
+    the checks below read it as a total. A count that is not exactly the rules' own expression
+    stays as it is, and fails them."""
+    text = squeeze(expr)
+    for selector in {m.group(0) for m in _COUNTER_SELECTOR.finditer(text)}:
+        total = f"increase({selector}[{RANGE}])"
+        block = squeeze(rules.new_in(BOARD, selector, RANGE))
+        text = text.replace(f"{block} or {total}", total)  # with the panels' fallback
+    return text
+
+
+def folded_exprs() -> list[tuple[str, str, bool]]:
+    """``(title, births_folded(expr), instant)`` of every Prometheus target."""
+    return [
+        (panel["title"], births_folded(target["expr"]), bool(target.get("instant")))
+        for _, panel, target in prometheus_targets()
+    ]
 
 
 def blank_strings(expr: str) -> str:
@@ -271,11 +302,7 @@ def test_every_metric_exists() -> None:
 
 
 def test_range_functions_use_grafana_intervals() -> None:
-    instant = {
-        (panel["title"], target["expr"]): bool(target.get("instant"))
-        for _, panel, target in prometheus_targets()
-    }
-    for (title, expr), is_instant in instant.items():
+    for title, expr, is_instant in folded_exprs():
         text = blank_strings(expr)
         windows = re.findall(r"\[([^\]]*)\]", text)
         calls = re.findall(r"\b(rate|irate|increase|deriv)\s*\(\s*[^\[]*\[([^\]]*)\]", text)
@@ -294,7 +321,8 @@ def test_range_functions_use_grafana_intervals() -> None:
 
 
 def test_counters_only_inside_rate_or_increase() -> None:
-    for title, expr in exprs():
+    """... or inside the rules' birth-aware count (``births_folded``)."""
+    for title, expr, _ in folded_exprs():
         for metric, _, pos in selectors(expr):
             if metric.endswith(COUNTER_SUFFIXES):
                 assert enclosing_function(expr, pos) in ("rate", "increase"), (title, metric)
@@ -381,7 +409,7 @@ def test_every_panel_has_title_description_unit() -> None:
 def test_units_match_the_queries() -> None:
     for _, panel, target in prometheus_targets():
         unit = panel["fieldConfig"]["defaults"]["unit"]
-        expr = target["expr"]
+        expr = births_folded(target["expr"])
         if expr.startswith("histogram_quantile("):
             assert unit == "s", panel["title"]
         elif "deriv(" in expr:
@@ -596,3 +624,118 @@ def test_alerts_firing_panel_selects_every_alert() -> None:
     assert all(name.startswith(ALERT_PREFIX) for name in ALERTS)
     (expr,) = [e for t, e in queries(DASHBOARDS["overview.json"]) if t == "Alerts firing"]
     assert f'alertname=~"{ALERT_PREFIX}.*"' in expr
+
+
+# --- counts, shares and their values when healthy (issue: dashboards must agree with alerts) ----
+
+
+def test_totals_count_what_the_alerts_count() -> None:
+    """Every count over the time range is the rules' own expression (``rules.new_in``, which
+    ``births_folded`` recognises): a series' first increment included, no extrapolation, a dip
+    never counted as a reset. A plain ``increase()`` would show 0 for the terminal quota error
+    that pages."""
+    totals = 0
+    for title, expr in exprs():
+        # increase() only as the fallback of the rules' count, for a target first scraped inside
+        # the range (what births_folded folds); anything else stays and fails below
+        totals += squeeze(expr).count(" or increase(")
+        assert squeeze(expr).count("increase(") == squeeze(expr).count(" or increase("), title
+    assert totals >= 12  # every stat and table of counts
+    for title, expr, instant in folded_exprs():
+        if f"[{RANGE}]" in expr:
+            assert instant, title
+            # folded: nothing of the rules' expression is left, only whole increase() totals
+            assert "offset" not in expr, title
+
+
+def test_rates_of_counters_born_at_their_first_increment_say_so() -> None:
+    """Only the counters every process exports at 0 from the start have every increment in
+    their ``rate()``; a panel rating another says its totals count the first increment."""
+    assert {n.SESSIONS_CLOSED, n.DEAD_TURNS, n.UNHEARD_SPEECH, n.USER_TURNS} <= ZEROED
+    assert n.SILENT_SESSIONS not in ZEROED  # 65 label sets: each born at its first increment
+    noted = 0
+    for _, panel in all_panels():
+        rated = set()
+        for target in panel.get("targets", []):
+            rated |= set(re.findall(r"\brate\((otel_agents_\w+_total)\{", target.get("expr", "")))
+        says = "the totals count it" in panel["description"]
+        assert says == bool(rated - ZEROED), panel["title"]
+        noted += says
+    assert noted >= 5
+
+
+def stat_panels() -> dict[str, dict[str, Any]]:
+    return {panel["title"]: panel for _, panel in all_panels() if panel["type"] == "stat"}
+
+
+def test_every_stat_says_what_no_value_means() -> None:
+    for title, panel in stat_panels().items():
+        no_value = panel["fieldConfig"]["defaults"].get("noValue")
+        assert no_value, title
+        assert no_value != "No data", title
+
+
+SHARES = {
+    "Silent session share": DEFAULTS.silent_min_sessions,
+    "Dead turn share": DEFAULTS.dead_min_turns,
+    "Unheard reply share": DEFAULTS.unheard_min_turns,
+    "Request failure ratio": 20,
+}
+
+
+def test_shares_read_0_when_healthy_and_keep_their_alerts_minimum_traffic() -> None:
+    """A share's numerator has no series until the first bad event: ``or on () vector(0)``
+    makes a healthy share 0, not "No data"; its denominator keeps the alert's minimum-traffic
+    guard, below which the stat shows "Not enough traffic" rather than a colour (1 silent
+    session of 2 at night is not red)."""
+    stats = stat_panels()
+    for title, least in SHARES.items():
+        panel = stats[title]
+        [target] = panel["targets"]
+        expr = squeeze(target["expr"])
+        numerator, _, denominator = expr.partition(" or on () vector(0)) / (")
+        assert numerator, (title, expr)
+        assert denominator, (title, expr)
+        assert denominator.endswith(f" >= {least})"), (title, expr)
+        assert panel["fieldConfig"]["defaults"]["noValue"] == "Not enough traffic", title
+        assert f"fewer than {least} " in panel["description"], title
+
+
+def test_failure_ratios_leave_out_stt() -> None:
+    """STT's ``outcome="ok"`` counts transcript usage reports, several per stream, not requests:
+    a ratio counting them would understate STT's failures."""
+    ratios = [
+        (t, e)
+        for t, e in exprs()
+        if t in ("Request failure ratio", "Request failure ratio by provider")
+    ]
+    assert len(ratios) == 2
+    for title, expr in ratios:
+        for metric, matchers, _ in selectors(expr):
+            if metric == n.REQUESTS:
+                assert 'component!="stt"' in matchers, title
+        assert (
+            "transcript"
+            in {t: p for _, p in all_panels() for t in [p["title"]]}[title]["description"]
+        )
+
+
+def test_quantile_panels_say_they_cap_at_the_top_bucket() -> None:
+    for _, panel, target in prometheus_targets():
+        if not target["expr"].startswith("histogram_quantile("):
+            continue
+        (metric,) = {m.removesuffix("_bucket") for m in catalogue.metrics_in(target["expr"])}
+        (spec,) = [m for m in n.METRICS if m.name == metric]
+        top = f"{spec.buckets[-1]:g} s"
+        assert f"cap at the top bucket, {top}" in panel["description"], panel["title"]
+
+
+def test_every_query_aggregates_away_the_instance() -> None:
+    """A fleet is many instances: every panel sums (or takes the max or min) across them, and
+    none keeps ``instance`` or ``job`` in its grouping. (That the sums are right across two real
+    instances is ``tests/test_fleet.py``'s.)"""
+    for title, expr in exprs():
+        if expr.startswith("ALERTS"):
+            continue
+        assert re.match(r"^\(*(sum|max|min|histogram_quantile)\b", squeeze(expr)), (title, expr)
+        assert not by_labels(expr) & {"instance", "job"}, title

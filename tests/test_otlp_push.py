@@ -40,7 +40,8 @@ CHILD = textwrap.dedent(
     m = get_metrics()
     index = {index}
     m.retry_wait.observe(0.07 * (index + 1), ("llm",))  # 0.07, 0.14, 0.21
-    m.quota_limit.set(100.0 * (index + 1), ("child", "requests"))  # merged by max: 300
+    # one account, so one limit; the most recent process's value is the merged one
+    m.quota_limit.set(300.0, ("child", "requests"))
     """
 )
 

@@ -2,7 +2,8 @@
 
 * Created lazily, once per process, in the default registry: livekit's worker ``/metrics`` and
   the sidecar both serve them, in single-process and multiprocess mode alike.
-* Built from the table :data:`otel_agents.names.METRICS`: nothing here names a metric.
+* Built from the table :data:`otel_agents.names.METRICS` by :mod:`.build`, which also creates
+  the series of small closed label sets at 0 from the start.
 * Every series goes through a :class:`Family`, which caches label children (the hot path is a
   dict lookup and an ``inc``) and enforces a per-metric series budget on top of the per-label
   bounds of :mod:`otel_agents._export.labels`, so the total stays under 500 series per process
@@ -18,10 +19,10 @@ import time
 from collections.abc import Callable
 from typing import Any, ClassVar, Final
 
-from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram, values
+from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram
 
 from .. import names as n
-from .._multiproc import liveness
+from . import build
 
 #: series each counter may create before new label sets fold into ``other``
 SERIES_BUDGET: Final[dict[str, int]] = {m.name: m.budget for m in n.METRICS if m.kind == "counter"}
@@ -34,18 +35,6 @@ _mirror_generation = 0
 
 def mirror_generation() -> int:
     return _mirror_generation
-
-
-def fix_multiprocess_value_class() -> None:
-    """Undo prometheus_client's import-order trap (``docs/livekit.md``).
-
-    prometheus_client picks its value class once, at import. ``import livekit.agents`` imports it
-    long before livekit's worker sets ``PROMETHEUS_MULTIPROC_DIR``, so metrics created afterwards
-    would stay in process memory and never reach the multiprocess scrape. Metrics read the class
-    when they (and each label child) are created, so rebinding it here is enough.
-    """
-    if liveness.multiproc_dir() and values.ValueClass is values.MutexValue:
-        values.ValueClass = values.get_value_class()  # type: ignore[no-untyped-call]
 
 
 class Family:
@@ -153,7 +142,7 @@ class Family:
                 self._metric._value.set(0)
 
 
-def _fold_positions(*positions: int) -> Callable[[tuple[str, ...]], tuple[str, ...]]:
+def fold_positions(*positions: int) -> Callable[[tuple[str, ...]], tuple[str, ...]]:
     def fold(labels: tuple[str, ...]) -> tuple[str, ...]:
         return tuple(n.OTHER if i in positions else v for i, v in enumerate(labels))
 
@@ -345,9 +334,10 @@ class Metrics:
         #: series they point at, and when the OTel mirror changes)
         self.prepared: dict[tuple[Any, ...], tuple[Callable[[], None], ...]] = {}
         for spec in n.METRICS:
-            built = _build(spec, registry)
+            built = build.build(spec, registry)
             self.by_name[spec.name] = built
             setattr(self, spec.key, built)
+        build.create_zero_series(self)
 
     @property
     def families(self) -> tuple[Family, ...]:
@@ -367,6 +357,7 @@ class Metrics:
         self.prepared.clear()
         for metric in self.by_name.values():
             metric.clear()
+        build.create_zero_series(self)
 
     def mirror_to(self, meter: Any) -> None:
         """Also send every measurement to OTel instruments from ``meter`` (``None``: stop)."""
@@ -389,34 +380,7 @@ class Metrics:
                 )
             else:
                 metric._mirror = meter.create_up_down_counter(spec.otlp_name, description=spec.help)
-
-
-def _build(spec: n.Metric, registry: CollectorRegistry) -> Family | LiveGauge | SetGauge | Histo:
-    if spec.kind == "counter":
-        # prometheus_client appends _total itself
-        counter = Counter(
-            spec.name.removesuffix("_total"), spec.help, spec.label_names, registry=registry
-        )
-        positions = tuple(spec.label_names.index(label) for label in spec.fold)
-        return Family(counter, spec.name, spec.budget, _fold_positions(*positions))
-    if spec.kind == "gauge" and spec.labels:
-        labelled = Gauge(
-            spec.name,
-            spec.help,
-            spec.label_names,
-            registry=registry,
-            multiprocess_mode=spec.multiprocess_mode,
-        )
-        positions = tuple(spec.label_names.index(label) for label in spec.fold)
-        return SetGauge(labelled, spec.name, spec.budget, _fold_positions(*positions))
-    if spec.kind == "gauge":
-        # summed over live processes: a dead job process's file goes with mark_process_dead
-        gauge = Gauge(spec.name, spec.help, registry=registry, multiprocess_mode="livesum")
-        return LiveGauge(gauge, spec.name)
-    histogram = Histogram(
-        spec.name, spec.help, spec.label_names, registry=registry, buckets=spec.buckets
-    )
-    return Histo(histogram, spec.name)
+        build.create_zero_series(self)
 
 
 _metrics: Metrics | None = None
@@ -429,6 +393,6 @@ def get_metrics() -> Metrics:
     if _metrics is None:
         with _metrics_lock:
             if _metrics is None:
-                fix_multiprocess_value_class()
+                build.fix_multiprocess_value_class()
                 _metrics = Metrics()
     return _metrics

@@ -1,0 +1,120 @@
+"""Building the Prometheus families of :data:`otel_agents.names.METRICS`, and the series each
+process exports at 0 from the start.
+
+A labelled counter series is created by its first increment, so it is born at 1 (or more), and
+``increase()``/``rate()`` never see that first step: a dashboard total would show 0 for an error
+that happened once. For the counters whose labels are all closed sets with few combinations
+(:func:`zero_at_start`: close reasons, dead-turn causes, internal-error places...), every
+process creates every label set at 0 when its metrics are built (at ``init()``, and again after
+:meth:`Metrics.clear <otel_agents._export.metrics.Metrics.clear>`), and in the OTel mirror when
+one is set, so plain ``increase()`` and ``rate()`` are right for them. The others (a provider, a
+root cause, or hundreds of combinations of closed sets) are born on their first increment; the
+dashboards and alerts count their births with ``dashboards/rules.py``'s expression.
+
+The zero series are within each metric's series budget (a test checks it), so they never fold a
+real label set into ``other``; in multiprocess mode each is one entry in the process's counter
+file.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from typing import TYPE_CHECKING, Final
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, values
+
+from .. import names as n
+from .._multiproc import liveness
+
+if TYPE_CHECKING:
+    from .metrics import Family, Histo, LiveGauge, Metrics, SetGauge
+
+
+def fix_multiprocess_value_class() -> None:
+    """Undo prometheus_client's import-order trap (``docs/livekit.md``).
+
+    prometheus_client picks its value class once, at import. ``import livekit.agents`` imports it
+    long before livekit's worker sets ``PROMETHEUS_MULTIPROC_DIR``, so metrics created afterwards
+    would stay in process memory and never reach the multiprocess scrape. Metrics read the class
+    when they (and each label child) are created, so rebinding it here is enough.
+    """
+    if liveness.multiproc_dir() and values.ValueClass is values.MutexValue:
+        values.ValueClass = values.get_value_class()  # type: ignore[no-untyped-call]
+
+
+#: a counter with at most this many label sets, all from closed sets, is exported at 0 from the
+#: start; more (``silent_sessions``' 65, ``quota_errors``' 280) would cost every process, and
+#: every Prometheus, series that almost never count
+ZERO_LIMIT: Final = 16
+
+
+def label_sets(spec: n.Metric) -> int:
+    """The number of label sets of a metric whose labels are all closed (else 0)."""
+    if not spec.labels or any(label.values is None for label in spec.labels):
+        return 0
+    return math.prod(len(label.values or ()) for label in spec.labels)
+
+
+def zero_at_start(spec: n.Metric) -> bool:
+    """Whether every process exports every label set of ``spec`` at 0 from the start (an
+    unlabelled counter always does: its one series exists from its creation)."""
+    if spec.kind != "counter":
+        return False
+    return not spec.labels or 0 < label_sets(spec) <= min(ZERO_LIMIT, spec.budget)
+
+
+#: the counters whose every series a process exports from the start, by name
+ZEROED: Final = frozenset(spec.name for spec in n.METRICS if zero_at_start(spec))
+
+
+def create_zero_series(metrics: Metrics) -> None:
+    """Create every label set of the :data:`ZEROED` labelled counters, at 0, in Prometheus and
+    in the OTel mirror when there is one (an OTLP backend sees the first increment too).
+
+    Not in a livekit job process with a multiprocess directory: the worker's main process has
+    them at 0 in its own files, which every scrape of the directory reads with the jobs', and
+    writing them again would cost every job's start about half a millisecond.
+    """
+    if liveness.multiproc_dir() and liveness.multiprocessing_child():
+        return
+    for spec in n.METRICS:
+        if spec.labels and spec.name in ZEROED:
+            family = metrics.by_name[spec.name]
+            mirror = family._mirror
+            values = [label.values or () for label in spec.labels]
+            for labels in itertools.product(*values):
+                family._series(labels)  # type: ignore[union-attr]
+                if mirror is not None:
+                    mirror.add(0.0, dict(zip(spec.label_names, labels, strict=True)))
+
+
+def build(spec: n.Metric, registry: CollectorRegistry) -> Family | LiveGauge | SetGauge | Histo:
+    """The Prometheus metric of ``spec`` in ``registry``, wrapped in its handle."""
+    from .metrics import Family, Histo, LiveGauge, SetGauge, fold_positions
+
+    if spec.kind == "counter":
+        # prometheus_client appends _total itself
+        counter = Counter(
+            spec.name.removesuffix("_total"), spec.help, spec.label_names, registry=registry
+        )
+        positions = tuple(spec.label_names.index(label) for label in spec.fold)
+        return Family(counter, spec.name, spec.budget, fold_positions(*positions))
+    if spec.kind == "gauge" and spec.labels:
+        labelled = Gauge(
+            spec.name,
+            spec.help,
+            spec.label_names,
+            registry=registry,
+            multiprocess_mode=spec.multiprocess_mode,
+        )
+        positions = tuple(spec.label_names.index(label) for label in spec.fold)
+        return SetGauge(labelled, spec.name, spec.budget, fold_positions(*positions))
+    if spec.kind == "gauge":
+        # summed over live processes: a dead job process's file goes with mark_process_dead
+        gauge = Gauge(spec.name, spec.help, registry=registry, multiprocess_mode="livesum")
+        return LiveGauge(gauge, spec.name)
+    histogram = Histogram(
+        spec.name, spec.help, spec.label_names, registry=registry, buckets=spec.buckets
+    )
+    return Histo(histogram, spec.name)
