@@ -16,9 +16,18 @@ restart, a recorded series that the restarted Prometheus no longer records is no
 lookback an alert would still read its value from before the restart, and could page again for
 errors that left its window while Prometheus was down. And a scrape whose samples are committed
 between the recording rule's query and the alert's would reach the alert one evaluation later.
-LiveKitAgentsUnansweredTurns (one gauge, summed), LiveKitAgentsMetricsAbsent (``up``,
-``absent()``), LiveKitAgentsCreditsLow and LiveKitAgentsCreditsRunningOut (the quota gauges; the
-latter's guard is the count LiveKitAgentsCreditsExhausted records) have nothing to record.
+LiveKitAgentsUnansweredTurns (two gauges, summed), LiveKitAgentsMetricsAbsent and
+LiveKitAgentsTargetDown (``up``, ``absent()``), LiveKitAgentsSidecarReapingStalled and
+LiveKitAgentsSidecarRenderSlow (the sidecar's gauges), LiveKitAgentsCreditsLow and
+LiveKitAgentsCreditsRunningOut (the quota gauges; the latter's guard is the count
+LiveKitAgentsCreditsExhausted records) have nothing to record.
+
+The critical counter alerts (CreditsExhausted, TerminalErrors) carry ``keep_firing_for``: at one
+failing call every few minutes their window empties between calls, and without it each call would
+open a new incident. Every counter is read through ``rules.new_in`` (exact counts, births through
+the per-target witness, no replay after a gap, falls and one-scrape spikes ignored). RateLimited and
+MaskedRetryFailures are shares of the component's requests and UnansweredTurns a share of the
+active sessions, each with a minimum, so a fleet's background noise pages nobody.
 
 LiveKitAgentsCreditsRunningOut forecasts, LiveKitAgentsCreditsExhausted reports: the forecast
 holds only while some credits are left (by the quota headers) and no terminal quota error of the
@@ -44,11 +53,17 @@ from .config import (
     CREDITS_RUNNING_OUT,
     DEAD_TURNS,
     DEFAULTS,
+    INTERNAL_ERRORS,
     MASKED_RETRY_FAILURES,
     METRICS_ABSENT,
     RATE_LIMITED,
     RUNBOOK_URL,
+    SIDECAR_QUARANTINED_FILES,
+    SIDECAR_REAP_ERRORS,
+    SIDECAR_REAPING_STALLED,
+    SIDECAR_RENDER_SLOW,
     SILENT_SESSIONS,
+    TARGET_DOWN,
     TERMINAL_ERRORS,
     UNANSWERED_TURNS,
     UNHEARD_SPEECH,
@@ -86,18 +101,32 @@ def _rule(
     severity: str,
     summary: str,
     description: str,
+    keep_firing_for: str | None = None,
 ) -> dict[str, Any]:
-    return {
-        "alert": name,
-        "expr": expr,
-        "for": for_,
-        "labels": {"severity": severity},
-        "annotations": {
-            "summary": summary,
-            "description": description,
-            "runbook_url": f"{RUNBOOK_URL}#{name.lower()}",
-        },
+    rule: dict[str, Any] = {"alert": name, "expr": expr, "for": for_}
+    if keep_firing_for is not None:
+        rule["keep_firing_for"] = keep_firing_for
+    rule["labels"] = {"severity": severity}
+    rule["annotations"] = {
+        "summary": summary,
+        "description": description,
+        "runbook_url": f"{RUNBOOK_URL}#{name.lower()}",
     }
+    return rule
+
+
+def _on(cfg: Config, *labels: str) -> str:
+    return ", ".join(r.group_by(cfg, *labels))
+
+
+def _per_request(part: r.Record, whole: r.Record, cfg: Config, minimum: int) -> str:
+    """``part`` (a count per job, component and more) per request of its job and component,
+    only where the component made at least ``minimum`` requests in the window."""
+    return (
+        f"(\n{r.indent(part.expr)}\n)\n"
+        f"/ on ({_on(cfg, n.L_COMPONENT)}) group_left ()\n"
+        f"(\n{r.indent(whole.expr)}\n  >= {minimum}\n)"
+    )
 
 
 def _above(share: r.Share, ratio: float, minimum: int) -> str:
@@ -119,7 +148,9 @@ def _credits_exhausted(cfg: Config) -> dict[str, Any]:
         f"{{{{ $value | humanize }}}} terminal LiveKit Inference quota errors in the last {w} on "
         "job {{ $labels.job }}: component {{ $labels.component }}, quota type "
         "{{ $labels.quota_type }}, category {{ $labels.quota_category }}. Every such request "
-        "fails until credits are topped up or the plan is upgraded.",
+        "fails until credits are topped up or the plan is upgraded (the alert stays on "
+        f"{cfg.critical_keep_firing_for} after the last one).",
+        cfg.critical_keep_firing_for,
     )
 
 
@@ -128,7 +159,7 @@ def _credits_running_out(cfg: Config) -> dict[str, Any]:
     expr = (
         f"{r.credits_seconds_left(cfg)} < {seconds(horizon, 'credits_horizon')}\n"
         "# LiveKitAgentsCreditsExhausted pages for this job: already out, no forecast\n"
-        "unless on (job)\n"
+        f"unless on ({_on(cfg)})\n"
         "  (\n"
         f"{r.indent(r.credits_exhausted(cfg).expr, 4)}\n"
         "  ) > 0"
@@ -164,15 +195,21 @@ def _credits_low(cfg: Config) -> dict[str, Any]:
 def _terminal_errors(cfg: Config) -> dict[str, Any]:
     w = cfg.terminal_window
     # A terminal LiveKit Inference quota error is also a terminal error of error class
-    # quota_exhausted, in the same component: leave those to LiveKitAgentsCreditsExhausted
-    # (r.terminal_quota_mask). A provider's own billing signal (OpenAI insufficient_quota,
-    # Anthropic credit balance, HTTP 402) has the same error class and no quota body: it stays.
+    # quota_exhausted, provider livekit, in the same component: leave those to
+    # LiveKitAgentsCreditsExhausted (r.terminal_quota_mask). Only those: a provider's own
+    # billing signal (OpenAI insufficient_quota, Anthropic credit balance, HTTP 402) has the
+    # same error class and no quota body, and pages here, also in the same component (an
+    # OpenAI fallback out of billing behind an exhausted LiveKit Inference primary).
+    on = _on(cfg, n.L_COMPONENT, n.L_PROVIDER, n.L_ERROR_CLASS)
     expr = (
         f"{r.terminal_errors(cfg).expr} > 0\n"
-        f"unless on (job, {n.L_COMPONENT}, {n.L_ERROR_CLASS})\n"
+        f"unless on ({on})\n"
         "  label_replace(\n"
+        "    label_replace(\n"
         f"{r.indent(r.terminal_quota_mask(cfg).expr, 4)} > 0,\n"
-        f'    "{n.L_ERROR_CLASS}", "{QUOTA_EXHAUSTED}", "", ""\n'
+        f'      "{n.L_ERROR_CLASS}", "{QUOTA_EXHAUSTED}", "", ""\n'
+        "    ),\n"
+        f'    "{n.L_PROVIDER}", "{r.INFERENCE_PROVIDER}", "", ""\n'
         "  )"
     )
     return _rule(
@@ -185,7 +222,8 @@ def _terminal_errors(cfg: Config) -> dict[str, Any]:
         f"{{{{ $value | humanize }}}} terminal {{{{ $labels.error_class }}}} errors in the last "
         f"{w} on job {{{{ $labels.job }}}}: component {{{{ $labels.component }}}}, provider "
         "{{ $labels.provider }}. Requests to this provider keep failing until an operator "
-        "acts.",
+        f"acts (the alert stays on {cfg.critical_keep_firing_for} after the last one).",
+        cfg.critical_keep_firing_for,
     )
 
 
@@ -205,16 +243,29 @@ def _silent_sessions(cfg: Config, severity: str, ratio: float, for_: str) -> dic
 
 
 def _unanswered_turns(cfg: Config) -> dict[str, Any]:
-    for_ = cfg.unanswered_for
+    for_, by = cfg.unanswered_for, _on(cfg)
+    waiting = f"sum by ({by}) ({r.sel(cfg, n.UNANSWERED_TURNS)})"
+    active = f"sum by ({by}) ({r.sel(cfg, n.SESSIONS_ACTIVE)})"
+    ratio = cfg.unanswered_ratio
+    expr = (
+        f"{waiting} > {cfg.unanswered_turns_threshold}\n"
+        f"# and a share of the active sessions: a few waiting callers in a large fleet are noise\n"
+        f"and on ({by})\n"
+        f"  {waiting}\n"
+        "  /\n"
+        f"  clamp_min({active}, 1)\n"
+        f"  >= {ratio:g}"
+    )
     return _rule(
         UNANSWERED_TURNS,
-        f"sum by (job) ({r.sel(cfg, n.UNANSWERED_TURNS)}) > {cfg.unanswered_turns_threshold}",
+        expr,
         for_,
         "warning",
         "Callers are waiting for the agent to answer, right now.",
         "{{ $value | humanize }} user turns on job {{ $labels.job }} are waiting longer than "
         "the silence timeout for the agent to speak; more than "
-        f"{cfg.unanswered_turns_threshold} have been waiting, without a break, for {for_}.",
+        f"{cfg.unanswered_turns_threshold}, and at least {percent(ratio)} of the active "
+        f"sessions, have been waiting, without a break, for {for_}.",
     )
 
 
@@ -250,64 +301,161 @@ def _unheard_speech(cfg: Config) -> dict[str, Any]:
 
 
 def _rate_limited(cfg: Config) -> dict[str, Any]:
-    w = cfg.rate_limited_window
+    w, ratio, least = cfg.rate_limited_window, cfg.rate_limited_ratio, cfg.rate_limited_min_requests
+    part, whole = r.transient_quota_errors(cfg), r.requests(cfg, w)
     return _rule(
         RATE_LIMITED,
-        f"{r.transient_quota_errors(cfg).expr} > 0",
+        f"{_per_request(part, whole, cfg, least)}\n>= {ratio:g}",
         cfg.rate_limited_for,
         "warning",
         "LiveKit Inference rate or concurrency limits are hit again and again: retries add "
         "latency and turns die when they run out.",
-        f"{{{{ $value | humanize }}}} transient LiveKit Inference quota errors in the last {w} "
-        "on job {{ $labels.job }}: component {{ $labels.component }}, quota type "
-        "{{ $labels.quota_type }}, category {{ $labels.quota_category }}; some in every "
-        f"{w} for {cfg.rate_limited_for}.",
+        f"{{{{ $value | humanizePercentage }}}} of the {{{{ $labels.component }}}} requests in "
+        f"the last {w} on job {{{{ $labels.job }}}} met a transient LiveKit Inference quota "
+        "error (quota type {{ $labels.quota_type }}, category {{ $labels.quota_category }}; "
+        f"one per failed attempt); threshold {percent(ratio)} in every {w} for "
+        f"{cfg.rate_limited_for}, with at least {least} requests.",
     )
 
 
 def _masked_retry_failures(cfg: Config) -> dict[str, Any]:
-    w = cfg.masked_window
+    w, ratio, least = cfg.masked_window, cfg.masked_ratio, cfg.masked_min_requests
+    part, whole = r.masked_failures(cfg), r.requests(cfg, w)
     return _rule(
         MASKED_RETRY_FAILURES,
-        f"{r.masked_failures(cfg).expr} > 0",
+        f"{_per_request(part, whole, cfg, least)}\n> {ratio:g}",
         cfg.masked_for,
         "warning",
         "Requests failed after retries whose final error hides the first attempt's cause.",
-        f"{{{{ $value | humanize }}}} {{{{ $labels.component }}}} requests on job "
-        f"{{{{ $labels.job }}}} failed in the last {w} with root cause "
+        f"{{{{ $value | humanizePercentage }}}} of the {{{{ $labels.component }}}} requests on "
+        f"job {{{{ $labels.job }}}} in the last {w} failed with root cause "
         "{{ $labels.root_cause }} while their first attempt failed with "
-        "{{ $labels.first_root_cause }}: the retries hid the first cause.",
+        "{{ $labels.first_root_cause }}: the retries hid the first cause; threshold "
+        f"{percent(ratio)}, with at least {least} requests.",
     )
 
 
 def _metrics_absent(cfg: Config) -> dict[str, Any]:
     started = r.sel(cfg, n.SESSIONS_STARTED)
-    up = f"up{{{cfg.selector}}}"
+    on = _on(cfg, "instance")
     expr = (
-        "# a target of the job, down or up, without otel-agents metrics\n"
-        "(\n"
-        f"  max by (job, instance) ({up})\n"
-        "  unless on (job, instance)\n"
-        f"  {started}\n"
-        ")\n"
-        "or\n"
-        "# no target of the job at all\n"
-        "(\n"
-        f"  absent({started})\n"
-        f"  unless on () {up}\n"
-        ")"
+        "# a target of the job, scraped, without otel-agents metrics\n"
+        f"max by ({on}) (up{{{cfg.selector}}} == 1)\n"
+        f"unless on ({on})\n"
+        f"{started}"
     )
     return _rule(
         METRICS_ABSENT,
         expr,
         cfg.absent_for,
         "warning",
-        "A LiveKit Agents target exposes no otel-agents metrics: the other otel-agents alerts "
-        "cannot fire for it.",
-        "{{ if $labels.instance }}Target {{ $labels.instance }} of job {{ $labels.job }} "
-        "{{ if eq $value 0.0 }}is down (up == 0){{ else }}is up but exposes no otel-agents "
-        "metrics{{ end }}{{ else }}Prometheus scrapes no target of job {{ $labels.job }}"
-        f"{{{{ end }}}}: no {n.SESSIONS_STARTED} for {cfg.absent_for}.",
+        "A LiveKit Agents target is scraped but exposes no otel-agents metrics: the other "
+        "otel-agents alerts cannot fire for it.",
+        "Target {{ $labels.instance }} of job {{ $labels.job }} is up (up == {{ $value }}) but "
+        f"exposes no {n.SESSIONS_STARTED}, for {cfg.absent_for}: otel-agents is not initialised "
+        "in it, or the scrape reaches the wrong port.",
+    )
+
+
+def _target_down(cfg: Config) -> dict[str, Any]:
+    up = f"up{{{cfg.selector}}}"
+    expr = (
+        "# a target of the job that Prometheus cannot scrape\n"
+        f"max by ({_on(cfg, 'instance')}) ({up}) == 0\n"
+        "or\n"
+        "# no target of the job at all\n"
+        f"absent({up})"
+    )
+    return _rule(
+        TARGET_DOWN,
+        expr,
+        cfg.target_down_for,
+        "warning",
+        "A LiveKit Agents target cannot be scraped, or the job has no target: the other "
+        "otel-agents alerts are blind to it.",
+        "{{ if $labels.instance }}Target {{ $labels.instance }} of job {{ $labels.job }} is "
+        "down (up == {{ $value }}){{ else }}Prometheus scrapes no target of job "
+        f"{{{{ $labels.job }}}}{{{{ end }}}}, for {cfg.target_down_for}.",
+    )
+
+
+def _internal_errors(cfg: Config) -> dict[str, Any]:
+    w = cfg.internal_window
+    return _rule(
+        INTERNAL_ERRORS,
+        f"{r.internal_errors(cfg).expr} > 0",
+        cfg.internal_for,
+        "warning",
+        "otel-agents contained an internal failure: some telemetry (metrics, spans, logs) may "
+        "be missing; the calls themselves are unaffected.",
+        f"{{{{ $value | humanize }}}} internal errors of otel-agents in the last {w} on job "
+        "{{ $labels.job }}, where {{ $labels.where }}: the library caught its own failure and "
+        "went on; what it was recording there may be incomplete.",
+    )
+
+
+def _sidecar_reap_errors(cfg: Config) -> dict[str, Any]:
+    w = cfg.sidecar_window
+    return _rule(
+        SIDECAR_REAP_ERRORS,
+        f"{r.sidecar_reap_errors(cfg).expr} > 0",
+        cfg.sidecar_for,
+        "warning",
+        "The sidecar failed to read, merge or remove files of dead processes: their metrics "
+        "may be missing or the directory may grow.",
+        f"{{{{ $value | humanize }}}} reap errors in the last {w} on target "
+        "{{ $labels.instance }} of job {{ $labels.job }}: files of the multiprocess directory "
+        "the sidecar could not read, merge or remove.",
+    )
+
+
+def _sidecar_quarantined_files(cfg: Config) -> dict[str, Any]:
+    w = cfg.sidecar_window
+    return _rule(
+        SIDECAR_QUARANTINED_FILES,
+        f"{r.sidecar_quarantined_files(cfg).expr} > 0",
+        cfg.sidecar_for,
+        "warning",
+        "The sidecar moved corrupt metric files aside: the counts they held left the totals.",
+        f"{{{{ $value | humanize }}}} files of the multiprocess directory of target "
+        "{{ $labels.instance }} of job {{ $labels.job }} were unsound and renamed to *.corrupt "
+        f"in the last {w}: the counts they held left the target's totals (a fall, never "
+        "counted as new errors by the rules).",
+    )
+
+
+def _sidecar_reaping_stalled(cfg: Config) -> dict[str, Any]:
+    on, most = _on(cfg, "instance"), cfg.reap_stalled_threshold
+    files = f"max by ({on}) ({r.sel(cfg, n.SIDECAR_DB_FILES)})"
+    live = f"max by ({on}) ({r.sel(cfg, n.SIDECAR_LIVE_PROCESSES)})"
+    return _rule(
+        SIDECAR_REAPING_STALLED,
+        f"{files}\n> {most} * clamp_min({live}, 1)",
+        cfg.reap_stalled_for,
+        "warning",
+        "Metric files of dead processes pile up in the multiprocess directory: every scrape "
+        "reads them all and gets slower.",
+        "{{ $value | humanize }} metric files in the multiprocess directory of target "
+        "{{ $labels.instance }} of job {{ $labels.job }}: more than "
+        f"{most} per live process for {cfg.reap_stalled_for}; the sidecar is not compacting "
+        "dead processes' files.",
+    )
+
+
+def _sidecar_render_slow(cfg: Config) -> dict[str, Any]:
+    on, w = _on(cfg, "instance"), cfg.render_slow_window
+    limit = cfg.render_slow_ratio * seconds(cfg.scrape_timeout, "scrape_timeout")
+    render = r.sel(cfg, n.SIDECAR_RENDER_SECONDS)
+    return _rule(
+        SIDECAR_RENDER_SLOW,
+        f"max by ({on}) (max_over_time({render}[{w}]))\n>= {limit:g}",
+        cfg.render_slow_for,
+        "warning",
+        "The sidecar's /metrics renders come close to the scrape timeout: scrapes are about to "
+        "fail and every otel-agents alert would go blind.",
+        "A /metrics render of target {{ $labels.instance }} of job {{ $labels.job }} took "
+        f"{{{{ $value | humanizeDuration }}}}, at least {percent(cfg.render_slow_ratio)} of the "
+        f"{cfg.scrape_timeout} scrape timeout, in every {w} for {cfg.render_slow_for}.",
     )
 
 
@@ -329,6 +477,12 @@ def build_rules(config: Config = DEFAULTS) -> dict[str, Any]:
         _rate_limited(config),
         _masked_retry_failures(config),
         _metrics_absent(config),
+        _target_down(config),
+        _internal_errors(config),
+        _sidecar_reap_errors(config),
+        _sidecar_quarantined_files(config),
+        _sidecar_reaping_stalled(config),
+        _sidecar_render_slow(config),
     ]
     recorded = [record.rule() for record in r.records(config)]
     return {"groups": [{"name": GROUP, "rules": [*recorded, *alerts]}]}

@@ -28,6 +28,12 @@ UNHEARD_SPEECH: Final = "LiveKitAgentsUnheardSpeech"
 RATE_LIMITED: Final = "LiveKitAgentsRateLimited"
 MASKED_RETRY_FAILURES: Final = "LiveKitAgentsMaskedRetryFailures"
 METRICS_ABSENT: Final = "LiveKitAgentsMetricsAbsent"
+TARGET_DOWN: Final = "LiveKitAgentsTargetDown"
+INTERNAL_ERRORS: Final = "LiveKitAgentsInternalErrors"
+SIDECAR_REAP_ERRORS: Final = "LiveKitAgentsSidecarReapErrors"
+SIDECAR_REAPING_STALLED: Final = "LiveKitAgentsSidecarReapingStalled"
+SIDECAR_RENDER_SLOW: Final = "LiveKitAgentsSidecarRenderSlow"
+SIDECAR_QUARANTINED_FILES: Final = "LiveKitAgentsSidecarQuarantinedFiles"
 #: every alert and its severities
 ALERTS: Final[dict[str, tuple[str, ...]]] = {
     CREDITS_EXHAUSTED: ("critical",),
@@ -41,12 +47,26 @@ ALERTS: Final[dict[str, tuple[str, ...]]] = {
     RATE_LIMITED: ("warning",),
     MASKED_RETRY_FAILURES: ("warning",),
     METRICS_ABSENT: ("warning",),
+    TARGET_DOWN: ("warning",),
+    INTERNAL_ERRORS: ("warning",),
+    SIDECAR_REAP_ERRORS: ("warning",),
+    SIDECAR_REAPING_STALLED: ("warning",),
+    SIDECAR_RENDER_SLOW: ("warning",),
+    SIDECAR_QUARANTINED_FILES: ("warning",),
 }
+#: the causes, and the symptoms they bring with them: while a cause fires for a job, the shipped
+#: Alertmanager configuration mutes these symptoms of the same job (``exporters/alertmanager.yml``)
+CAUSES: Final = (CREDITS_EXHAUSTED, TERMINAL_ERRORS)
+SYMPTOMS: Final = (SILENT_SESSIONS, DEAD_TURNS, UNANSWERED_TURNS)
 #: where the runbook lives; each alert links to its section (``#<alertname in lower case>``)
 RUNBOOK_URL: Final = "https://github.com/otel-agents/otel-agents/blob/main/dashboards/runbook.md"
 
 # --- dashboards ------------------------------------------------------------------------------
 
+#: the Grafana release (major.minor) the dashboards are generated for: the version of the
+#: grafana-foundation-sdk pinned in pyproject.toml, and the Grafana image docker-compose.yml runs
+#: (tests/test_compose.py checks all three agree)
+GRAFANA_VERSION: Final = "11.6"
 #: every dashboard carries both; the header's dashboard links follow the first
 TAGS: Final = ("livekit-agents", "otel-agents")
 OVERVIEW_UID: Final = "livekit-agents-overview"
@@ -57,6 +77,7 @@ ERRORS_TITLE: Final = "LiveKit Agents / Errors and quota"
 # --- the thresholds --------------------------------------------------------------------------
 
 _DURATION: Final = re.compile(r"^(?:(\d+)w)?(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?$")
+_LABEL: Final = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _UNITS: Final = (("w", 604800), ("d", 86400), ("h", 3600), ("m", 60), ("s", 1))
 
 
@@ -69,8 +90,15 @@ class Config:
 
     #: label matchers selecting the scrape job of the workers (or sidecars): "which deployment"
     selector: str = 'job="livekit-agents"'
-    #: how far back a counter series must have been absent to count as born (``rules.new_in``)
-    birth_lookback: str = "1h"
+    #: labels every alert and recorded series keeps besides ``job`` (and ``instance`` where it
+    #: has it), for a fleet: e.g. ``("cluster", "namespace")``. Empty: per job, as shipped
+    group_labels: tuple[str, ...] = ()
+    #: the scrape interval of the targets: a counter's gain counts once two consecutive scrapes
+    #: show it, so a one-scrape spike never pages (``rules.new_in``)
+    scrape_interval: str = "15s"
+    #: the critical counter alerts (CreditsExhausted, TerminalErrors) keep firing this long
+    #: after their last error: one incident while a balance or a key stays broken at low traffic
+    critical_keep_firing_for: str = "30m"
 
     #: LiveKitAgentsCreditsExhausted: any terminal quota error in this window
     credits_window: str = "5m"
@@ -115,21 +143,49 @@ class Config:
     unheard_ratio: float = 0.10
     unheard_for: str = "10m"
 
-    #: LiveKitAgentsRateLimited: transient quota errors in every window, for this long
+    #: LiveKitAgentsUnansweredTurns: ... and at least this share of the active sessions
+    unanswered_ratio: float = 0.10
+
+    #: LiveKitAgentsRateLimited: transient quota errors per request of the component in the
+    #: window at least this, with at least ``rate_limited_min_requests`` requests, this long
     rate_limited_window: str = "5m"
+    rate_limited_ratio: float = 0.05
+    rate_limited_min_requests: int = 20
     rate_limited_for: str = "10m"
 
-    #: LiveKitAgentsMaskedRetryFailures: any masked failure in this window
+    #: LiveKitAgentsMaskedRetryFailures: masked failures per request of the component in the
+    #: window above this, with at least ``masked_min_requests`` requests (and at least one)
     masked_window: str = "15m"
+    masked_ratio: float = 0.01
+    masked_min_requests: int = 20
     masked_for: str = "0s"
 
-    #: LiveKitAgentsMetricsAbsent
+    #: LiveKitAgentsMetricsAbsent (up, no otel-agents metrics) and LiveKitAgentsTargetDown
     absent_for: str = "10m"
+    target_down_for: str = "10m"
+
+    #: LiveKitAgentsInternalErrors: any internal error of otel-agents in the window
+    internal_window: str = "15m"
+    internal_for: str = "0s"
+
+    #: LiveKitAgentsSidecarReapErrors and LiveKitAgentsSidecarQuarantinedFiles: any in the window
+    sidecar_window: str = "15m"
+    sidecar_for: str = "0s"
+    #: LiveKitAgentsSidecarReapingStalled: more metric files than this per live process
+    #: (a live process has at most one per kind, the compacted files one per kind), this long
+    reap_stalled_threshold: int = 20
+    reap_stalled_for: str = "30m"
+    #: LiveKitAgentsSidecarRenderSlow: a render took at least this share of the scrape timeout
+    #: in every window, this long
+    scrape_timeout: str = "10s"
+    render_slow_window: str = "5m"
+    render_slow_ratio: float = 0.80
+    render_slow_for: str = "15m"
 
     def __post_init__(self) -> None:
         for f in fields(self):
             value = getattr(self, f.name)
-            if f.name.endswith(("_window", "_lookback", "_horizon")):
+            if f.name.endswith(("_window", "_lookback", "_horizon", "_interval", "_timeout")):
                 if seconds(value, f.name) <= 0:
                     raise ValueError(f"Config.{f.name}={value!r}: expected a positive duration")
             elif f.name.endswith("_for"):
@@ -137,10 +193,20 @@ class Config:
             elif f.name.endswith("_ratio"):
                 if not (isinstance(value, int | float) and 0 < value < 1):
                     raise ValueError(f"Config.{f.name}={value!r}: expected a ratio in (0, 1)")
-            elif f.name.endswith(("_min_sessions", "_min_turns", "_threshold")):
+            elif f.name.endswith(("_min_sessions", "_min_turns", "_min_requests", "_threshold")):
                 least = 0 if f.name.endswith("_threshold") else 1
                 if not (isinstance(value, int) and not isinstance(value, bool) and value >= least):
                     raise ValueError(f"Config.{f.name}={value!r}: expected an integer >= {least}")
+        if not (
+            isinstance(self.group_labels, tuple)
+            and all(isinstance(g, str) and _LABEL.fullmatch(g) for g in self.group_labels)
+            and not {"job", "instance"} & set(self.group_labels)
+            and len(set(self.group_labels)) == len(self.group_labels)
+        ):
+            raise ValueError(
+                f"Config.group_labels={self.group_labels!r}: expected a tuple of distinct label "
+                'names other than job and instance, e.g. ("cluster", "namespace")'
+            )
         if not (isinstance(self.selector, str) and self.selector.strip()):
             raise ValueError(
                 f"Config.selector={self.selector!r}: expected label matchers, "
