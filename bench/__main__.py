@@ -27,6 +27,7 @@ from bench import _common as c
 #: in running order: the timed benchmarks first, the memory one (parallel children) last
 MODULES = (
     "hook_cost",
+    "hook_instructions",
     "quota_headers",
     "redact_cost",
     "turn_cost",
@@ -34,6 +35,7 @@ MODULES = (
     "scrape_cost",
     "job_start",
     "otlp_streams",
+    "rule_cost",
     "memory_cost",
 )
 README = Path(__file__).resolve().parent.parent / "README.md"

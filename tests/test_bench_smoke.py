@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from bench import __main__ as bench_main
-from bench import _common, hook_cost, quota_headers
+from bench import _common, hook_cost, hook_instructions, quota_headers
 
 
 def test_hook_cost_runs_and_reports_its_figures(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -25,6 +25,8 @@ def test_hook_cost_runs_and_reports_its_figures(monkeypatch: pytest.MonkeyPatch)
         "hook.metrics.quota",
         "hook.full.ssl",
         "hook.full.quota",
+        "hook.metrics_path.huge_body",
+        "hook.metrics_span_log.huge_body",
     }
     for f in figures:
         assert f.value > 0
@@ -33,6 +35,22 @@ def test_hook_cost_runs_and_reports_its_figures(monkeypatch: pytest.MonkeyPatch)
         assert f.ratio is not None
         assert f.met in (True, False)  # every one of them has a target
     json.dumps(_common.jsonable(result))  # what results/hook_cost.json gets
+
+
+def test_hook_instructions_counts_both_emits_under_callgrind(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(hook_instructions, "EMITS", 5)
+    monkeypatch.setattr(hook_instructions, "CHAINS", {"ssl": "TLS connection error chain"})
+    result = hook_instructions.run()
+    counted = result["instructions_per_emit"]["ssl"]
+    # the hook runs inside the hooked emit: it can only add instructions
+    assert 0 < counted["base"] < counted["hooked"]
+    (figure,) = _common.figures_of(result)
+    assert figure.key == "hook.instructions.ssl"
+    assert figure.ratio == counted["hooked"] / counted["base"]
+    assert figure.met in (True, False)
+    json.dumps(_common.jsonable(result))
 
 
 def test_quota_headers_runs_and_reports_its_figures(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -125,15 +125,17 @@ def exception_chain(exc: BaseException, limit: int = MAX_CHAIN) -> list[BaseExce
                 nxt = current.__cause__
             except Exception:
                 nxt = None
-            if not isinstance(nxt, BaseException):
+            if nxt is None or not isinstance(nxt, BaseException):
                 nxt = current.__context__
                 # SDKs (openai, anthropic) raise their status error ``from None`` inside
                 # ``except httpx.HTTPStatusError``: that hidden context is the transport's view
                 # of the same HTTP response, not a deeper cause. Going past it would give every
                 # HTTP error of every provider the same root cause.
-                if type(nxt).__name__ in TRANSPORT_STATUS_NAMES:
-                    break
-                if not isinstance(nxt, BaseException):
+                if (
+                    nxt is None
+                    or type(nxt).__name__ in TRANSPORT_STATUS_NAMES
+                    or not isinstance(nxt, BaseException)
+                ):
                     break
             key = id(nxt)
             if key in seen:

@@ -33,8 +33,8 @@ from typing import Any, Final, NamedTuple, cast
 
 from ..names import ErrorClass
 from .chain import exception_chain, kind, root_index
-from .link import read_link
-from .quota import Quota, find_quota_in, is_credit_category, may_hold_quota
+from .link import read_links
+from .quota import Quota, find_quota_in, is_credit_category
 from .render import type_name
 from .values import MAX_FIELD_CHARS, as_str, attr, data_attr, is_mapping
 
@@ -73,32 +73,48 @@ class Classification(NamedTuple):
 _new_classification: Final = tuple.__new__
 
 
+#: the fields the loop of :func:`classify` reads from a link; most exceptions of a chain have
+#: none of them, and one set intersection tells so
+_READ: Final = frozenset(
+    {"status_code", "status", "terminal", "code", "type", "category", "quota_type", "response"}
+)
+
+
 def classify(exc: BaseException) -> Classification:
     """Classify one emitted exception. Raises only on a bug in this package."""
     chain = exception_chain(exc)
-    links = [read_link(e) for e in chain]
+    links = read_links(chain)
     status: int | None = None
     own_terminal: bool | None = None
     signal: str | None = None
     maybe_quota = False
     for fields, body, texts in links:
-        if status is None:
-            value = fields.get("status_code")
-            if type(value) is int and 100 <= value <= 599:
-                status = value
-            else:
-                value = fields.get("status")
+        try:
+            present = _READ.intersection(fields)
+        except Exception:  # a hostile key in an instance dict: read every field the slow way
+            present = _READ
+        if present:
+            if status is None and ("status_code" in present or "status" in present):
+                value = fields.get("status_code")
                 if type(value) is int and 100 <= value <= 599:
                     status = value
-        if own_terminal is None:
-            value = fields.get("terminal")
-            if type(value) is bool:
-                own_terminal = value
+                else:
+                    value = fields.get("status")
+                    if type(value) is int and 100 <= value <= 599:
+                        status = value
+            if own_terminal is None and "terminal" in present:
+                value = fields.get("terminal")
+                if type(value) is bool:
+                    own_terminal = value
+        # Whether the quota search is worth running: a superset, true of every exception on
+        # which some location could find a quota (a non-string body; a category, quota_type or
+        # response; "quota_" is in both inference_quota_exceeded and "quota_type", and the
+        # fragment location reads only a text with "ategory"). Inlined with the signal's first
+        # tests: this loop runs for every exception of every failed attempt.
+        odd_body = body is not None and type(body) is not str
         if signal is None:
-            if (
-                fields.get("code") is not None
-                or fields.get("type") is not None
-                or (body is not None and type(body) is not str)
+            if odd_body or (
+                present and (fields.get("code") is not None or fields.get("type") is not None)
             ):
                 signal = _signal(fields, body, texts)
             else:
@@ -107,7 +123,20 @@ def classify(exc: BaseException) -> Classification:
                         signal = "quota_exhausted"
                         break
         if not maybe_quota:
-            maybe_quota = may_hold_quota(fields, body, texts)
+            if odd_body or (
+                present
+                and (
+                    fields.get("category") is not None
+                    or fields.get("quota_type") is not None
+                    or fields.get("response") is not None
+                )
+            ):
+                maybe_quota = True
+            else:
+                for text in texts:
+                    if "quota_" in text or "ategory" in text:
+                        maybe_quota = True
+                        break
     quota = find_quota_in(links) if maybe_quota else None
     if own_terminal is not None:  # rule 1: the error says so itself
         terminal = own_terminal

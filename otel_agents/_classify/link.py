@@ -14,6 +14,7 @@ signal and the quota search all work from the :data:`Link` it returns.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any, Final, TypeAlias
 
 from .values import MAX_CACHED_TYPES, MAX_SCAN_CHARS, as_str, attr
@@ -91,43 +92,52 @@ def class_attrs(cls: type) -> tuple[dict[str, Any], tuple[str, ...]]:
 
 def read_link(exc: BaseException) -> Link:
     """Read ``exc``'s relevant attributes and messages once (see the module docstring)."""
-    cls = type(exc)
-    try:
-        plan = _class_attrs[cls]
-    except Exception:  # KeyError (a class seen for the first time), or a hostile metaclass
-        plan = class_attrs(cls)
-    try:
-        own = _dict_of(exc, "__dict__")
-    except Exception:  # no __dict__ (slots), or a hostile one
-        own = None
-    if plan is _PLAIN and type(own) is dict:
-        fields = own  # the common case: read-only use of the instance dict, no copy
-    else:
-        static, props = plan
-        fields = dict(static)
-        if type(own) is dict:
-            fields.update(own)
-        for name in props:
-            fields[name] = attr(exc, name)
-    message = fields.get("message")
-    body = fields.get("body")
-    texts: list[str] = []
-    if message is not None:
-        text = message[:MAX_SCAN_CHARS] if type(message) is str else as_str(message)
-        if text:
-            texts.append(text)
-    if body is not None:
-        text = body[:MAX_SCAN_CHARS] if type(body) is str else as_str(body)
-        if text:
-            texts.append(text)
-    try:
-        args = exc.args
-    except Exception:
-        args = None
-    if type(args) is tuple and args:
-        first = args[0]
-        if first is not message:
-            text = first[:MAX_SCAN_CHARS] if type(first) is str else as_str(first)
+    return read_links((exc,))[0]
+
+
+def read_links(chain: Iterable[BaseException]) -> list[Link]:
+    """:func:`read_link` of every exception of ``chain``, in one call (this runs for every
+    failed attempt: one loop here costs less than a call per exception)."""
+    links: list[Link] = []
+    for exc in chain:
+        cls = type(exc)
+        try:
+            plan = _class_attrs[cls]
+        except Exception:  # KeyError (a class seen for the first time), or a hostile metaclass
+            plan = class_attrs(cls)
+        try:
+            own = _dict_of(exc, "__dict__")
+        except Exception:  # no __dict__ (slots), or a hostile one
+            own = None
+        if plan is _PLAIN and type(own) is dict:
+            fields = own  # the common case: read-only use of the instance dict, no copy
+        else:
+            static, props = plan
+            fields = dict(static)
+            if type(own) is dict:
+                fields.update(own)
+            for name in props:
+                fields[name] = attr(exc, name)
+        message = fields.get("message")
+        body = fields.get("body")
+        texts: list[str] = []
+        if message is not None:
+            text = message[:MAX_SCAN_CHARS] if type(message) is str else as_str(message)
             if text:
                 texts.append(text)
-    return fields, body, texts
+        if body is not None:
+            text = body[:MAX_SCAN_CHARS] if type(body) is str else as_str(body)
+            if text:
+                texts.append(text)
+        try:
+            args = exc.args
+        except Exception:
+            args = None
+        if type(args) is tuple and args:
+            first = args[0]
+            if first is not message:
+                text = first[:MAX_SCAN_CHARS] if type(first) is str else as_str(first)
+                if text:
+                    texts.append(text)
+        links.append((fields, body, texts))
+    return links

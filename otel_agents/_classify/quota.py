@@ -21,9 +21,9 @@ candidate objects are tried per message. Each source is parsed at most once per
 classification, and a small response body already parsed (the same quota body comes back on
 every attempt of a retry storm) is not parsed again: its quota is remembered by its bytes.
 
-:func:`may_hold_quota` is the cheap test that decides whether the search runs at all: it is
-true of every exception on which some location could match (and of a few more), so most
-errors, which carry no quota, skip the search.
+:func:`~.classification.classify` runs the search only when some exception of the chain could
+hold a quota (a cheap test, true of every exception on which some location could match and of
+a few more), so most errors, which carry no quota, skip it.
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ import re
 from collections.abc import Callable, Mapping
 from typing import Any, Final, NamedTuple
 
-from .link import Link, read_link
+from .link import Link, read_links
 from .values import MAX_FIELD_CHARS, as_str, attr, field, is_mapping
 
 QUOTA_BODY_TYPE: Final = "inference_quota_exceeded"
@@ -73,33 +73,10 @@ def is_credit_category(category: str | None) -> bool:
     return category is not None and (category in CREDIT_CATEGORIES or "credit" in category.lower())
 
 
-def may_hold_quota(fields: dict[str, Any], body: object, texts: list[str]) -> bool:
-    """Whether some location could find a quota on the exception read as ``(fields, body,
-    texts)`` (a :data:`~.link.Link`): a cheap superset, true of every exception on which one
-    could, and of a few more.
-
-    Plain substring tests: ``"quota_"`` is in both ``inference_quota_exceeded`` and
-    ``"quota_type"`` (what the message location looks for), and the fragment location only
-    reads a text that contains ``"ategory"``.
-    """
-    if body is not None and type(body) is not str:
-        return True
-    if (
-        fields.get("category") is not None
-        or fields.get("quota_type") is not None
-        or fields.get("response") is not None
-    ):
-        return True
-    for text in texts:  # noqa: SIM110 (a loop: any() of a generator costs more on this hot path)
-        if "quota_" in text or "ategory" in text:
-            return True
-    return False
-
-
 def find_quota(chain: list[BaseException]) -> Quota | None:
     """The quota fields, looked for on every exception of the chain, location by location (the
     order of the module docstring)."""
-    return find_quota_in([read_link(e) for e in chain])
+    return find_quota_in(read_links(chain))
 
 
 def find_quota_in(links: list[Link]) -> Quota | None:
