@@ -301,7 +301,7 @@ def test_a_broken_capture_is_counted_and_never_raises(telemetry: Any) -> None:
     assert telemetry.value(n.INTERNAL_ERRORS, where="quota_hook") == 1
 
 
-# --- multiprocess: limit by max, used by most recent, never a sum -------------------------------
+# --- multiprocess: the most recent limit and use, never a sum, never a stale maximum -------------
 
 WRITER = textwrap.dedent(
     """
@@ -327,20 +327,21 @@ def _write(directory: Path, limit: float, used: float, delay: float) -> None:
     )
 
 
-def test_two_processes_merge_by_max_and_most_recent(tmp_path: Path) -> None:
+def test_two_processes_merge_by_most_recent(tmp_path: Path) -> None:
     directory = tmp_path / "prom"
     directory.mkdir()
-    # the first process sees the larger limit and the older use; the second writes later
+    # the first process sees the larger limit and the older use; the second writes later, after
+    # the plan was lowered: its limit is the one that holds (a maximum would hide it forever)
     _write(directory, 1000.0, 900.0, 0.0)
     _write(directory, 800.0, 950.0, 0.05)
-    assert len(list(directory.glob("gauge_max_*.db"))) == 2
+    assert list(directory.glob("gauge_max_*.db")) == []
     assert len(list(directory.glob("gauge_mostrecent_*.db"))) == 2
 
     # livekit's /metrics: prometheus_client's own multiprocess collector
     registry = CollectorRegistry()
     multiprocess.MultiProcessCollector(registry, path=str(directory))  # type: ignore[no-untyped-call]
     labels = {"provider": "livekit", "dimension": "credits"}
-    assert registry.get_sample_value(n.QUOTA_LIMIT, labels) == 1000.0
+    assert registry.get_sample_value(n.QUOTA_LIMIT, labels) == 800.0
     assert registry.get_sample_value(n.QUOTA_USED, labels) == 950.0
     text = generate_latest(registry).decode()
     assert text.count(f"{n.QUOTA_LIMIT}{{") == 1  # one series, no pid label
@@ -350,7 +351,7 @@ def test_two_processes_merge_by_max_and_most_recent(tmp_path: Path) -> None:
     from otel_agents._sidecar import render
 
     body = render.render(str(directory)).decode()
-    assert f'{n.QUOTA_LIMIT}{{dimension="credits",provider="livekit"}} 1000.0' in body
+    assert f'{n.QUOTA_LIMIT}{{dimension="credits",provider="livekit"}} 800.0' in body
     assert f'{n.QUOTA_USED}{{dimension="credits",provider="livekit"}} 950.0' in body
 
 
