@@ -17,6 +17,7 @@ from typing import Final
 from urllib.parse import urlsplit
 
 from ._export.redact import REDACTED, WINDOW_CHARS, clean_message, redact
+from ._multiproc import liveness
 
 ENV_SERVICE_NAME: Final = "OTEL_SERVICE_NAME"
 ENV_OTLP_ENDPOINT: Final = "OTEL_EXPORTER_OTLP_ENDPOINT"
@@ -215,7 +216,8 @@ def multiproc_dir(env: Mapping[str, str] = os.environ, *, create: bool = True) -
                 f"a directory {whom} can create or write to ({exc.strerror or exc}): create it "
                 f"and make {whom} its owner (e.g. mkdir -p DIR && chown {os.getuid()} DIR)",
             ) from None
-    if not writable(raw):
+    # a job process's worker checked it already; a job process writes its lock file there next
+    if not liveness.multiprocessing_child() and not writable(raw):
         raise _bad(
             name,
             raw,

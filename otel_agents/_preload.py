@@ -33,6 +33,9 @@ for _name in MODULES:
 # built or read on first use: do it here, once (the resource detectors' thread pool is joined
 # before Resource.create() returns: no thread is left running when the forkserver forks)
 _pipeline.metric_preferences()
+# a logger made in a job process clears the cache of every logger livekit and the SDK made
+# (hundreds of objects, and the pages they sit on copied): make the SDK's here
+_pipeline.quiet_queue_full()
 _pipeline.environment_resource()
 _setup._version()
 # the SDK's get_tracer() compiles warning filters: leave them in re's cache
