@@ -94,6 +94,17 @@ class InvalidSetting(ValueError):
         return f"invalid {self.source}={self.shown}: expected {self.expected}"
 
 
+def shown_url(url: str) -> str:
+    """An endpoint as a log line may show it: without its userinfo (``user:password@``),
+    redacted and cut."""
+    try:
+        parts = urlsplit(url)
+        url = parts._replace(netloc=parts.netloc.rpartition("@")[2]).geturl()
+    except ValueError:
+        pass
+    return clean_message(redact(url[:WINDOW_CHARS]))
+
+
 def _bad(source: str, value: object, expected: str) -> InvalidSetting:
     return InvalidSetting(source, value, expected)
 

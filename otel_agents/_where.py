@@ -84,10 +84,11 @@ def _say(runtime: _runtime.Runtime, *, given_tracer: bool, given_meter: bool) ->
         parts.append(f"metrics: this process's registry only ({_config.ENV_METRICS_PORT} unset)")
     if runtime.owned and settings.otlp_endpoint:
         signals = "traces" + (" and metrics" if runtime.meter_provider in runtime.owned else "")
-        parts.append(f"OTLP {signals} to {settings.otlp_endpoint}")
+        parts.append(f"OTLP {signals} to {_config.shown_url(settings.otlp_endpoint)}")
         exported = True
     elif settings.otlp_endpoint:
-        parts.append(f"OTLP endpoint {settings.otlp_endpoint} (the providers given are used)")
+        shown = _config.shown_url(settings.otlp_endpoint)
+        parts.append(f"OTLP endpoint {shown} (the providers given are used)")
     if given_tracer:
         parts.append("traces to the tracer provider given")
         exported = True

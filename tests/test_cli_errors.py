@@ -261,3 +261,24 @@ def test_init_with_port_zero_serves_on_a_free_port_and_says_where(
             assert b"otel_agents_" in response.read()
     finally:
         otel_agents.shutdown()
+
+
+def test_the_line_naming_the_otlp_endpoint_keeps_its_credentials_in(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    import logging
+
+    import otel_agents
+
+    secret = "s3cr3t-collector-passw0rd"
+    otel_agents.shutdown()
+    with caplog.at_level(logging.INFO, logger="otel_agents"):
+        # a closed port on loopback: nothing is exported before shutdown
+        otel_agents.init(service_name="creds", otlp_endpoint=f"http://otel:{secret}@127.0.0.1:9")
+    try:
+        (line,) = [r.getMessage() for r in caplog.records if "recording;" in r.getMessage()]
+        assert "OTLP traces and metrics to http://127.0.0.1:9;" in line + ";"
+        assert secret not in line
+        assert "otel:" not in line
+    finally:
+        otel_agents.shutdown(timeout=0.5)
