@@ -14,6 +14,7 @@ import gc
 import json
 import os
 import platform
+import socket
 import statistics
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
@@ -111,6 +112,13 @@ def fmt(x: float | None, unit: str) -> str:
     a = abs(x)
     digits = 2 if a < 10 else 1 if a < 100 else 0
     return f"{x:,.{digits}f} {unit}"
+
+
+def free_port() -> int:
+    """A TCP port free on 127.0.0.1 now (for a server a benchmark starts)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
 
 
 # --- measuring ----------------------------------------------------------------------------------

@@ -29,7 +29,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -87,12 +86,6 @@ if __name__ == "__main__":
 """
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def _initialized(url: str) -> tuple[float, float]:
     """(sum, count) of livekit's process-initialize histogram; (0, 0) before the first."""
     try:
@@ -116,7 +109,7 @@ def one_round(variant: str, workdir: Path) -> dict[str, float]:
     agent = run_dir / "agent.py"
     agent.write_text(AGENT)
     costs = run_dir / "costs.jsonl"
-    port = _free_port()
+    port = c.free_port()
     env = {
         **os.environ,
         "BENCH_VARIANT": variant,
@@ -125,7 +118,7 @@ def one_round(variant: str, workdir: Path) -> dict[str, float]:
         "BENCH_PROMETHEUS_PORT": str(port),
         "PROMETHEUS_MULTIPROC_DIR": str(run_dir / "multiproc"),
         # an endpoint nothing listens on: init() builds the whole pipeline, nothing is sent
-        "OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{_free_port()}",
+        "OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{c.free_port()}",
     }
     worker = subprocess.Popen(
         [sys.executable, str(agent), "start"],

@@ -18,7 +18,6 @@ before / after. Both expressions return the same alerts here (checked): nothing 
 from __future__ import annotations
 
 import json
-import socket
 import statistics
 import subprocess
 import sys
@@ -81,12 +80,6 @@ def openmetrics(path: Path, workers: int, series: int, end: int) -> None:
         out.write("# EOF\n")
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def query(url: str, expr: str, at: int) -> dict[str, Any]:
     params = urllib.parse.urlencode({"query": expr, "time": str(at), "stats": "all"})
     with urllib.request.urlopen(f"{url}/api/v1/query?{params}", timeout=300) as response:
@@ -115,7 +108,7 @@ def run() -> dict[str, Any]:
         )
         om.unlink()
         (Path(tmp) / "prometheus.yml").write_text("global: {}\n", encoding="utf-8")
-        port = free_port()
+        port = c.free_port()
         server = subprocess.Popen(
             [
                 str(prometheus),

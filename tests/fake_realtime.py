@@ -31,7 +31,8 @@ from typing import Any, Literal
 from livekit import rtc
 from livekit.agents import llm, utils
 from livekit.agents.metrics import RealtimeModelMetrics
-from livekit.agents.types import NOT_GIVEN
+
+from otel_agents.demo.realtime import QuietRealtimeSession
 
 SAMPLE_RATE = 24000
 
@@ -133,13 +134,10 @@ class FakeRealtimeModel(llm.RealtimeModel):
         pass
 
 
-class FakeRealtimeSession(llm.RealtimeSession):
+class FakeRealtimeSession(QuietRealtimeSession):
     def __init__(self, model: FakeRealtimeModel) -> None:
         super().__init__(model)
         self._model = model
-        self._chat_ctx = llm.ChatContext.empty()
-        self._tools = llm.ToolContext.empty()
-        self._tasks: set[asyncio.Task[Any]] = set()
         self._responses = 0
         self.replies_created = 0
 
@@ -275,45 +273,3 @@ class FakeRealtimeSession(llm.RealtimeSession):
                 turn_started_at=started,
             ),
         )
-
-    @property
-    def chat_ctx(self) -> llm.ChatContext:
-        return self._chat_ctx
-
-    @property
-    def tools(self) -> llm.ToolContext:
-        return self._tools
-
-    async def update_instructions(self, instructions: str) -> None:
-        pass
-
-    async def update_chat_ctx(self, chat_ctx: llm.ChatContext) -> None:
-        self._chat_ctx = chat_ctx
-
-    async def update_tools(self, tools: list[Any]) -> None:
-        pass
-
-    def update_options(self, *, tool_choice: Any = NOT_GIVEN) -> None:
-        pass
-
-    def push_audio(self, frame: rtc.AudioFrame) -> None:
-        pass
-
-    def push_video(self, frame: rtc.VideoFrame) -> None:
-        pass
-
-    def commit_audio(self) -> None:
-        pass
-
-    def clear_audio(self) -> None:
-        pass
-
-    def interrupt(self) -> None:
-        pass
-
-    def truncate(self, **kwargs: Any) -> None:
-        pass
-
-    async def aclose(self) -> None:
-        for task in list(self._tasks):
-            task.cancel()

@@ -133,6 +133,8 @@ from livekit.agents.language import LanguageCode  # noqa: E402
 from livekit.agents.types import NOT_GIVEN, NotGivenOr  # noqa: E402
 from livekit.agents.utils import AudioBuffer, shortuuid  # noqa: E402
 
+from otel_agents.demo.realtime import QuietRealtimeSession  # noqa: E402
+
 
 def tts_quota_message_error(
     category: str = "MaxConcurrentGatewayTTS", *, quota_type: str = "tts"
@@ -361,12 +363,7 @@ class ScriptedRealtimeModel(llm.RealtimeModel):
         pass
 
 
-class ScriptedRealtimeSession(llm.RealtimeSession):
-    def __init__(self, realtime_model: llm.RealtimeModel) -> None:
-        super().__init__(realtime_model)
-        self._chat_ctx = llm.ChatContext.empty()
-        self._tools = llm.ToolContext.empty()
-
+class ScriptedRealtimeSession(QuietRealtimeSession):
     def emit_error(self, error: Exception, *, recoverable: bool) -> None:
         """Emit an error the way livekit's openai realtime session does (``_emit_error``)."""
         self.emit(
@@ -379,49 +376,8 @@ class ScriptedRealtimeSession(llm.RealtimeSession):
             ),
         )
 
-    @property
-    def chat_ctx(self) -> llm.ChatContext:
-        return self._chat_ctx
-
-    @property
-    def tools(self) -> llm.ToolContext:
-        return self._tools
-
-    async def update_instructions(self, instructions: str) -> None:
-        pass
-
-    async def update_chat_ctx(self, chat_ctx: llm.ChatContext) -> None:
-        self._chat_ctx = chat_ctx
-
-    async def update_tools(self, tools: list[Any]) -> None:
-        pass
-
-    def update_options(self, *, tool_choice: Any = NOT_GIVEN) -> None:
-        pass
-
-    def push_audio(self, frame: rtc.AudioFrame) -> None:
-        pass
-
-    def push_video(self, frame: rtc.VideoFrame) -> None:
-        pass
-
     def generate_reply(self, **kwargs: Any) -> asyncio.Future[llm.GenerationCreatedEvent]:
         return asyncio.get_running_loop().create_future()  # never answered
-
-    def commit_audio(self) -> None:
-        pass
-
-    def clear_audio(self) -> None:
-        pass
-
-    def interrupt(self) -> None:
-        pass
-
-    def truncate(self, **kwargs: Any) -> None:
-        pass
-
-    async def aclose(self) -> None:
-        pass
 
 
 # --- slow, hanging and tool-call LLM steps (appended for tests/test_session_turns.py) ------------

@@ -104,13 +104,66 @@ class DemoRealtimeModel(llm.RealtimeModel):
         pass
 
 
-class DemoRealtimeSession(llm.RealtimeSession[Any]):
-    def __init__(self, model: DemoRealtimeModel) -> None:
+class QuietRealtimeSession(llm.RealtimeSession[Any]):
+    """The parts of a ``RealtimeSession`` an in-process model has nothing to do for: a chat
+    context and tools kept as given, audio and video ignored, and the tasks it started
+    (``self._tasks``) cancelled at close. Subclasses write ``generate_reply`` and what their
+    server says (the demo's model, and the tests' fake and scripted ones)."""
+
+    def __init__(self, model: llm.RealtimeModel) -> None:
         super().__init__(model)
-        self._model = model
         self._chat_ctx = llm.ChatContext.empty()
         self._tools = llm.ToolContext.empty()
         self._tasks: set[asyncio.Task[Any]] = set()
+
+    @property
+    def chat_ctx(self) -> llm.ChatContext:
+        return self._chat_ctx
+
+    @property
+    def tools(self) -> llm.ToolContext:
+        return self._tools
+
+    async def update_instructions(self, instructions: str) -> None:
+        pass
+
+    async def update_chat_ctx(self, chat_ctx: llm.ChatContext) -> None:
+        self._chat_ctx = chat_ctx
+
+    async def update_tools(self, tools: list[Any]) -> None:
+        pass
+
+    def update_options(self, *, tool_choice: Any = NOT_GIVEN) -> None:
+        pass
+
+    def push_audio(self, frame: rtc.AudioFrame) -> None:
+        pass
+
+    def push_video(self, frame: rtc.VideoFrame) -> None:
+        pass
+
+    def commit_audio(self) -> None:
+        pass
+
+    def clear_audio(self) -> None:
+        pass
+
+    def interrupt(self) -> None:
+        pass
+
+    def truncate(self, **kwargs: Any) -> None:
+        pass
+
+    async def aclose(self) -> None:
+        # a task cancelled here cannot outlive the session it speaks for
+        for task in list(self._tasks):
+            task.cancel()
+
+
+class DemoRealtimeSession(QuietRealtimeSession):
+    def __init__(self, model: DemoRealtimeModel) -> None:
+        super().__init__(model)
+        self._model = model
 
     def generate_reply(self, **kwargs: Any) -> asyncio.Future[llm.GenerationCreatedEvent]:
         loop = asyncio.get_running_loop()
@@ -184,45 +237,3 @@ class DemoRealtimeSession(llm.RealtimeSession[Any]):
             user_initiated=True,
             response_id=response_id,
         )
-
-    @property
-    def chat_ctx(self) -> llm.ChatContext:
-        return self._chat_ctx
-
-    @property
-    def tools(self) -> llm.ToolContext:
-        return self._tools
-
-    async def update_instructions(self, instructions: str) -> None:
-        pass
-
-    async def update_chat_ctx(self, chat_ctx: llm.ChatContext) -> None:
-        self._chat_ctx = chat_ctx
-
-    async def update_tools(self, tools: list[Any]) -> None:
-        pass
-
-    def update_options(self, *, tool_choice: Any = NOT_GIVEN) -> None:
-        pass
-
-    def push_audio(self, frame: rtc.AudioFrame) -> None:
-        pass
-
-    def push_video(self, frame: rtc.VideoFrame) -> None:
-        pass
-
-    def commit_audio(self) -> None:
-        pass
-
-    def clear_audio(self) -> None:
-        pass
-
-    def interrupt(self) -> None:
-        pass
-
-    def truncate(self, **kwargs: Any) -> None:
-        pass
-
-    async def aclose(self) -> None:
-        for task in list(self._tasks):
-            task.cancel()
