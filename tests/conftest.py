@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
@@ -15,6 +16,7 @@ sys.path.insert(0, os.path.dirname(__file__))
 
 from otel_agents import names as n
 from otel_agents import testing
+from otel_agents._capture import sessions as _session
 
 Series = testing.Series
 Telemetry = testing.Capture
@@ -59,6 +61,20 @@ def telemetry(otel_agents_capture: testing.Capture) -> testing.Capture:
     """otel-agents initialised with an explicit in-memory tracer provider and fresh metrics:
     the public ``otel_agents_capture`` fixture of ``otel_agents.testing``."""
     return otel_agents_capture
+
+
+@pytest.fixture
+def outcomes(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Every turn outcome the session tracker decides, in order (each turn's, once)."""
+    seen: list[str] = []
+    original = _session.SessionTracker._outcome
+
+    def outcome(self: _session.SessionTracker, turn: Any, outcome: str) -> None:
+        seen.append(outcome)
+        original(self, turn, outcome)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(_session.SessionTracker, "_outcome", outcome)
+    return seen
 
 
 @pytest.fixture(autouse=True)

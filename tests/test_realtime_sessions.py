@@ -55,20 +55,6 @@ def session_part(series: dict[Any, float]) -> dict[Any, float]:
     return {key: value for key, value in series.items() if key[0] in SESSION_METRICS}
 
 
-@pytest.fixture
-def outcomes(monkeypatch: pytest.MonkeyPatch) -> list[str]:
-    """Every turn outcome the session tracker decides, in order (each turn's, once)."""
-    seen: list[str] = []
-    original = _session.SessionTracker._outcome
-
-    def outcome(self: _session.SessionTracker, turn: Any, outcome: str) -> None:
-        seen.append(outcome)
-        original(self, turn, outcome)  # type: ignore[arg-type]
-
-    monkeypatch.setattr(_session.SessionTracker, "_outcome", outcome)
-    return seen
-
-
 def credits_error() -> Exception:
     """LiveKit Inference out of credits, as a realtime ``error`` event carries it: terminal."""
     return realtime_quota_error("MaxGatewayCredits")

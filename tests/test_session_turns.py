@@ -27,7 +27,6 @@ from opentelemetry import trace
 
 import otel_agents
 from otel_agents import names as n
-from otel_agents._capture import sessions as _session
 from otel_agents._export import metrics as _metrics
 
 from conftest import reset_metrics, session_series
@@ -256,20 +255,6 @@ class Histograms:
 
     def sum(self, name: str) -> float:
         return self._read(name)[1] - self.base[name][1]
-
-
-@pytest.fixture
-def outcomes(monkeypatch: pytest.MonkeyPatch) -> list[str]:
-    """Every turn outcome the session tracker decides, in order (each turn's, once)."""
-    seen: list[str] = []
-    original = _session.SessionTracker._outcome
-
-    def outcome(self: _session.SessionTracker, turn: Any, outcome: str) -> None:
-        seen.append(outcome)
-        original(self, turn, outcome)
-
-    monkeypatch.setattr(_session.SessionTracker, "_outcome", outcome)
-    return seen
 
 
 # --- 1. credit exhaustion ------------------------------------------------------------------------
