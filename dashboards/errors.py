@@ -4,7 +4,8 @@ Totals, failed attempts by component, provider, error class and root cause, mask
 LiveKit Inference quota errors, the providers' quota (credits used, burn rate, time to
 exhaustion), terminal errors, per-provider failure ratios, fallbacks and retry waits,
 otel-agents' own errors, and the failed attempts' spans in Tempo. Every time series of failed
-attempts links to its spans (``tracelinks``).
+attempts links to its spans (``tracelinks``). The quota and terminal-error rows are built in
+:mod:`dashboards.errors_quota`.
 """
 
 from __future__ import annotations
@@ -21,16 +22,13 @@ from otel_agents import names as n
 
 from .config import (
     CREDITS_EXHAUSTED,
-    CREDITS_LOW,
-    CREDITS_RUNNING_OUT,
-    DEFAULTS,
     ERRORS_TITLE,
     ERRORS_UID,
     MASKED_RETRY_FAILURES,
     TERMINAL_ERRORS,
     percent,
-    seconds,
 )
+from .errors_quota import LINK_HELP, inference_quota, provider_quota, terminal_errors
 from .panels import (
     GREEN_ONLY,
     ORANGE_FROM_ONE,
@@ -46,13 +44,11 @@ from .panels import (
     or_zero,
     quantile,
     rate,
-    sel,
     single_stat,
     thresholds,
     ts,
     with_rows,
 )
-from .rules import CREDITS
 from .tracelinks import (
     ATTEMPT_SPANS,
     TRACES_LIMIT,
@@ -73,11 +69,6 @@ FAILURE_MIN_REQUESTS: Final = 20
 #: the requests a failure ratio counts: STT's ``outcome="ok"`` counts its transcript usage
 #: reports (several per stream), not requests, so an STT ratio would understate its failures
 NOT_STT: Final = f'{n.L_COMPONENT}!="stt"'
-#: the credits' used share: orange where LiveKitAgentsCreditsLow (warning) fires, red when spent
-CREDITS_SHARE_STEPS: Final = ((None, "green"), (DEFAULTS.credits_low_ratio, "orange"), (1.0, "red"))
-#: the time to credit exhaustion: red under the horizon of LiveKitAgentsCreditsRunningOut
-HORIZON_S: Final = float(seconds(DEFAULTS.credits_horizon))
-EXHAUSTION_STEPS: Final = ((None, "red"), (HORIZON_S, "green"))
 
 
 def _traces_panel() -> table.Panel:
@@ -145,15 +136,11 @@ def errors() -> db.Dashboard:
     C, P, E, R = n.L_COMPONENT, n.L_PROVIDER, n.L_ERROR_CLASS, n.L_ROOT_CAUSE
     FIRST = n.L_FIRST_ROOT_CAUSE
     failed = f'{n.L_OUTCOME}="failed"'
-    link_help = (
-        " Click a series for its otel_agents.attempt_failed spans in Tempo (the root cause "
-        "message is on the span)."
-    )
 
     def by_labels(title: str, text: str, labels: Sequence[str]) -> timeseries.Panel:
         return ts(
             title,
-            text + link_help,
+            text + LINK_HELP,
             "ops",
             [Q(rate(failures, by=labels), legend(*labels))],
             links=[trace_link(traceql(*label_conditions(labels)))],
@@ -266,7 +253,7 @@ def errors() -> db.Dashboard:
             "Masked failures: first vs final root cause",
             "Failed requests per second whose final root cause (root_cause) differs from "
             "their first attempt's (first_root_cause): the retry loop's last error hides "
-            "what really went wrong first." + link_help,
+            "what really went wrong first." + LINK_HELP,
             "ops",
             [
                 Q(
@@ -298,146 +285,6 @@ def errors() -> db.Dashboard:
             ],
         ),
     ]
-    quota_panels = [
-        ts(
-            "Quota errors by type and category",
-            "LiveKit Inference quota errors (inference_quota_exceeded) per second by quota "
-            "type (llm, stt, tts, bargein) and gateway category: MaxGatewayCredits and "
-            "MaxBargeInRequests mean credits are exhausted; MaxConcurrent*, *Rpm, *Tpm and "
-            "MaxBargeInRPM are rate limits." + link_help,
-            "ops",
-            [
-                Q(
-                    rate(quota, by=(n.L_QUOTA_TYPE, n.L_QUOTA_CATEGORY)),
-                    legend(n.L_QUOTA_TYPE, n.L_QUOTA_CATEGORY),
-                )
-            ],
-            links=[trace_link(traceql(*label_conditions((n.L_QUOTA_TYPE, n.L_QUOTA_CATEGORY))))],
-        ),
-        ts(
-            "Quota errors: terminal vs transient",
-            "Quota errors per second by component and whether they are terminal "
-            "(terminal=true: credits exhausted, will not recover without operator action) or "
-            "transient (terminal=false: rate limits, recover on their own)." + link_help,
-            "ops",
-            [
-                Q(
-                    rate(quota, by=(C, n.L_TERMINAL)),
-                    "{{component}} terminal={{terminal}}",
-                )
-            ],
-            links=[
-                trace_link(
-                    traceql(
-                        *label_conditions((C, n.L_TERMINAL)),
-                        f'span.{n.A_QUOTA_CATEGORY}=~".+"',
-                    )
-                )
-            ],
-        ),
-    ]
-    credits = f'{n.L_DIMENSION}="{CREDITS}"'
-    used, limit = sel(n.QUOTA_USED, credits), sel(n.QUOTA_LIMIT, credits)
-    burn_window = DEFAULTS.credits_burn_window
-    left = f"(({limit} - {used}) > 0)"
-    burn = f"(deriv({used}[{burn_window}]) > 0)"
-    quota_gauge_help = (
-        " From the providers' response headers: the limit is the largest and the used amount the "
-        "most recent any process saw; no series when a provider sends none (unknown)."
-    )
-    provider_quota_panels = [
-        single_stat(
-            "Credits used share",
-            "Used / limit of each provider's credit quota, now, the largest share of the "
-            f"targets. Orange from {percent(DEFAULTS.credits_low_ratio)}: {CREDITS_LOW} "
-            "(warning) fires; red from 100%: the balance is spent, and the next request fails "
-            f"({CREDITS_EXHAUSTED})." + quota_gauge_help,
-            "percentunit",
-            [
-                Q(
-                    f"max by ({P}) ({used} / ({limit} > 0))",
-                    legend(P),
-                )
-            ],
-            no_value="Unknown",
-            steps=CREDITS_SHARE_STEPS,
-        ),
-        single_stat(
-            "Time to credit exhaustion",
-            "When each provider's credits run out at the burn rate of the last "
-            f"{burn_window} (the least-squares slope of the used amount): credits left / burn "
-            "rate, per target, the soonest. Red under "
-            f"{DEFAULTS.credits_horizon}: {CREDITS_RUNNING_OUT} (critical) fires when it stays "
-            f"there for {DEFAULTS.credits_running_out_for}. No value while nothing burns, after "
-            "a billing reset (for up to the window) or once nothing is left.",
-            "s",
-            [Q(f"min by ({P}) ({left} / {burn})", legend(P))],
-            no_value="Not burning",
-            steps=EXHAUSTION_STEPS,
-            graph=True,
-            span=6,
-        ),
-        ts(
-            "Quota used share by provider and dimension",
-            "Used / limit of every quota the providers report, by provider and dimension: "
-            "credits (a balance for the billing cycle) and the per-minute rate-limit windows "
-            "(rpm, tpm, requests, tokens), which swing to 100% and back under bursts; the largest "
-            "share of the targets." + quota_gauge_help,
-            "percentunit",
-            [
-                Q(
-                    f"max by ({P}, {n.L_DIMENSION}) ({sel(n.QUOTA_USED)} / "
-                    f"({sel(n.QUOTA_LIMIT)} > 0))",
-                    legend(P, n.L_DIMENSION),
-                )
-            ],
-        ),
-        ts(
-            "Credits used and limit",
-            "Each provider's credit quota: the amount used and the limit, the largest of the "
-            "targets. Used drops back at a new billing cycle; a top-up raises the limit."
-            + quota_gauge_help,
-            "short",
-            [
-                Q(f"max by ({P}) ({used})", legend(P, prefix="used: ")),
-                Q(f"max by ({P}) ({limit})", legend(P, prefix="limit: ")),
-            ],
-        ),
-        ts(
-            "Credit burn rate",
-            "Credits used per hour by each provider, at the slope of the used amount over the "
-            f"last {burn_window} (deriv), the fastest target: the rate {CREDITS_RUNNING_OUT} "
-            "projects. Below zero (clipped) for up to the window after a billing reset.",
-            "short",
-            [Q(f"max by ({P}) (deriv({used}[{burn_window}])) * 3600", legend(P))],
-        ),
-    ]
-    terminal_panels = [
-        ts(
-            "Terminal errors by component, provider and error class",
-            "Errors per second that will not recover without operator action, by component, "
-            "provider and error class: quota_exhausted (credits or billing exhausted), auth "
-            "(bad or revoked key), and others." + link_help,
-            "ops",
-            [Q(rate(terminal, by=(C, P, E)), legend(C, P, E))],
-            links=[trace_link(traceql(f"span.{n.A_TERMINAL}=true", *label_conditions((C, P, E))))],
-        ),
-        ts(
-            "Terminal errors other than quota",
-            "Terminal errors per second whose error class is not quota_exhausted: bad or "
-            "revoked credentials (auth, HTTP 401/403) and errors flagged terminal by the "
-            "provider. Direct providers' billing exhaustion (OpenAI insufficient_quota, "
-            "Anthropic credit balance) is quota_exhausted and shows on the left." + link_help,
-            "ops",
-            [
-                Q(
-                    rate(terminal, f'{E}!="quota_exhausted"', by=(C, P, E)),
-                    legend(C, P, E),
-                )
-            ],
-            links=[trace_link(traceql(f"span.{n.A_TERMINAL}=true", *label_conditions((C, P, E))))],
-        ),
-    ]
     failed_ratio = (
         f"({rate(requests, failed, NOT_STT, by=(C, P))} or {rate(requests, NOT_STT, by=(C, P))} "
         f"* 0) / {rate(requests, NOT_STT, by=(C, P))}"
@@ -455,7 +302,7 @@ def errors() -> db.Dashboard:
             "Failed requests divided by all requests, per component and provider (0 when a "
             "provider had no failure). A failed request is one whose retries ran out. STT is "
             "left out: its ok count is transcript usage reports, several per stream, not "
-            "requests (its failed requests are on the left)." + link_help,
+            "requests (its failed requests are on the left)." + LINK_HELP,
             "percentunit",
             [Q(failed_ratio, legend(C, P))],
             links=[trace_link(traceql(f"span.{n.A_FINAL}=true", *label_conditions((C, P))))],
@@ -526,9 +373,9 @@ def errors() -> db.Dashboard:
             ("Totals in the time range", totals),
             ("Failed attempts per second", attempts),
             ("Masked retries", masked_panels),
-            ("LiveKit Inference quota", quota_panels),
-            ("Provider quota", provider_quota_panels),
-            ("Terminal errors per second", terminal_panels),
+            ("LiveKit Inference quota", inference_quota()),
+            ("Provider quota", provider_quota()),
+            ("Terminal errors per second", terminal_errors()),
             ("Requests per provider", request_panels),
             ("Fallbacks and retries", fallback_panels),
             ("Unhandled task errors and otel-agents internal errors", internal_panels),
