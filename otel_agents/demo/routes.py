@@ -16,7 +16,7 @@ import itertools
 import json
 import logging
 import time
-from typing import Final
+from typing import Any, Final
 
 from aiohttp import web
 
@@ -200,6 +200,9 @@ class GatewayRoutes:
 
     # websockets
 
+    def _ws_error_message(self, fault: Fault, session_id: str | None) -> dict[str, Any]:
+        return speech.error_message(fault, session_id)
+
     async def _accept_ws(
         self, request: web.Request, kind: str, fault: Fault | None
     ) -> web.StreamResponse | web.WebSocketResponse:
@@ -212,10 +215,20 @@ class GatewayRoutes:
         self._websockets.add(ws)
         try:
             if kind == "stt":
-                await speech.stt_session(ws, fault, self._next_id("stt_session"), self._transcript)
+                await speech.stt_session(
+                    ws,
+                    fault,
+                    self._next_id("stt_session"),
+                    self._transcript,
+                    self._ws_error_message,
+                )
             else:
                 await speech.tts_session(
-                    ws, fault, self._next_id("tts_session"), self._synthesis_fault
+                    ws,
+                    fault,
+                    self._next_id("tts_session"),
+                    self._synthesis_fault,
+                    self._ws_error_message,
                 )
         except Exception:
             logger.exception("fake gateway: %s websocket handler failed", kind)

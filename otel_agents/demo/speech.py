@@ -27,12 +27,21 @@ from .faults import Fault
 logger = logging.getLogger("otel_agents.demo.gateway")
 
 
+#: builds the websocket error message a fault sends (the gateway passes its own method, which a
+#: test's gateway can override)
+ErrorMessage = Callable[[Fault, "str | None"], dict[str, Any]]
+
+
 def error_message(fault: Fault, session_id: str | None) -> dict[str, Any]:
     return wire.error_message(fault.body or {}, session_id)
 
 
 async def stt_session(
-    ws: web.WebSocketResponse, fault: Fault | None, session_id: str, transcript: str
+    ws: web.WebSocketResponse,
+    fault: Fault | None,
+    session_id: str,
+    transcript: str,
+    describe: ErrorMessage = error_message,
 ) -> None:
     """One STT connection: a final transcript of ``transcript`` (or an ``ok`` fault's text) per
     finalized stretch of audio; a ``ws_error`` fault answers the session's creation with an
@@ -52,7 +61,7 @@ async def stt_session(
             await ws.send_json({"type": "session.created", "session_id": session_id})
             if fault is not None and fault.kind == "ws_error" and not failed:
                 failed = True
-                await ws.send_json(error_message(fault, None))
+                await ws.send_json(describe(fault, None))
         elif msg_type == "input_audio":
             if isinstance(audio := data.get("audio"), str):
                 try:
@@ -80,6 +89,7 @@ async def tts_session(
     fault: Fault | None,
     session_id: str,
     synthesis_fault: Callable[[], Awaitable[Fault | None]],
+    describe: ErrorMessage = error_message,
 ) -> None:
     """One pooled TTS connection: silence for every transcript of every synthesis on it.
     ``synthesis_fault`` is called as each synthesis starts (a ``ws_error`` fails that one); a
@@ -97,7 +107,7 @@ async def tts_session(
     async def begin_synthesis() -> bool:
         started = await synthesis_fault()
         if started is not None and started.kind == "ws_error":
-            await send(error_message(started, session_id))
+            await send(describe(started, session_id))
             return True
         return False
 
