@@ -252,6 +252,24 @@ def _whoami() -> str:
     return f"uid {os.getuid()}"
 
 
+#: the variables :func:`resolve` reads
+_READ: Final = (
+    ENV_SERVICE_NAME,
+    ENV_OTLP_ENDPOINT,
+    ENV_METRICS_PORT,
+    ENV_SILENCE_TIMEOUT,
+    ENV_CAPTURE_MESSAGES,
+    ENV_EXIT_FLUSH_TIMEOUT,
+    ENV_OTLP_METRICS,
+    ENV_MULTIPROC_DIR,
+    _ENV_MULTIPROC_DIR_LEGACY,
+)
+#: (pid, arguments and variables read, settings) of the last :func:`resolve` from
+#: ``os.environ``: livekit's forkserver resolves the default settings once (``_preload``), and
+#: a job process forked from it whose arguments and variables are the same takes them
+_resolved: tuple[int, tuple[object, ...], Settings] | None = None
+
+
 def resolve(
     *,
     service_name: str | None,
@@ -264,6 +282,45 @@ def resolve(
     env: Mapping[str, str] = os.environ,
 ) -> Settings:
     """Merge arguments, environment and defaults into validated settings."""
+    global _resolved
+    arguments = (
+        service_name,
+        otlp_endpoint,
+        metrics_port,
+        metrics_host,
+        silence_timeout,
+        capture_messages,
+        exit_flush_timeout,
+    )
+    key: tuple[object, ...] | None = None
+    if env is os.environ:
+        # typed: True and 1 are equal, and only one of them is a valid capture_messages
+        key = (*((type(a), a) for a in arguments), *(env.get(name) for name in _READ))
+        try:
+            hash(key)
+        except TypeError:
+            key = None
+    # only in a forked child: this process's own repeated call checks its directory again
+    last = _resolved
+    if key is not None and last is not None and last[0] != os.getpid() and last[1] == key:
+        return last[2]
+    settings = _resolve(*arguments, env=env)
+    if key is not None:
+        _resolved = (os.getpid(), key, settings)
+    return settings
+
+
+def _resolve(
+    service_name: str | None,
+    otlp_endpoint: str | None,
+    metrics_port: int | None,
+    metrics_host: str,
+    silence_timeout: float | None,
+    capture_messages: bool | None,
+    exit_flush_timeout: float | None,
+    *,
+    env: Mapping[str, str],
+) -> Settings:
     if service_name is None:
         service_name = env_value(env, ENV_SERVICE_NAME) or DEFAULT_SERVICE_NAME
     elif not isinstance(service_name, str) or not service_name.strip():

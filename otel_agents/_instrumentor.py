@@ -96,6 +96,11 @@ class LiveKitAgentsInstrumentor(BaseInstrumentor):  # type: ignore[misc]
 _NO_SETTINGS: Final[dict[str, Any]] = dict.fromkeys(SETTINGS - {"metrics_host"})
 
 
+def default_settings() -> _config.Settings:
+    """The settings of ``init()`` called without arguments."""
+    return _config.resolve(**{**_NO_SETTINGS, "metrics_host": "127.0.0.1"})
+
+
 def _global_sdk_tracer_provider() -> Any:
     from opentelemetry import trace
     from opentelemetry.sdk.trace import TracerProvider

@@ -3,17 +3,20 @@ hooks import, read or patch once, so that a job process forked from it pays noth
 No thread left running, no files, no sockets: the forkserver forks every job process from this
 state.
 
-A job process then only builds what is its own (its settings, liveness lock, metric values and
-export pipeline); ``bench/job_start.py`` measures what it pays. The forkserver exists only for a
+A job process then only builds what is its own (its liveness lock, metric values and export
+pipeline; its settings too when its arguments or variables differ from the defaults resolved
+here); ``bench/job_start.py`` measures what it pays. The forkserver exists only for a
 worker whose main process called ``init()`` (that call registers this module), so the patches
 below are what every job process would install anyway; until a job process's own ``init()``
 sets the runtime, every hook does nothing.
 """
 
+import contextlib
 import importlib
 
-from otel_agents import _setup
+from otel_agents import _instrumentor, _setup
 from otel_agents._capture import instrument as _instrument
+from otel_agents._export import metrics as _metrics
 from otel_agents._export import pipeline as _pipeline
 
 #: what init() imports lazily (an OTLP endpoint's pipeline) besides otel_agents itself
@@ -47,6 +50,17 @@ importlib.import_module("opentelemetry.sdk.trace").TracerProvider(
 # the job process's init() finds them wrapped); the wraps write to class dicts, and a write in
 # a forked child copies the page it touches
 _instrument.instrument()
+# what every instrumentor's instrument() reads from the environment first
+with contextlib.suppress(Exception):
+    importlib.import_module(
+        "opentelemetry.instrumentation._semconv"
+    )._OpenTelemetrySemanticConventionStability._initialize()
 # the exit hooks too: forked children inherit atexit and at-fork registrations, and
 # multiprocessing's after-fork hook registers each child's own exit finalizer and liveness lock
 _setup._register_exit_hooks()
+# the Prometheus families, with in-memory values: each job process gives them its own
+_metrics.prebuild()
+# the settings of init() without arguments, for a job process that reads the same variables
+# (an invalid one is for the job process's init() to report)
+with contextlib.suppress(Exception):
+    _instrumentor.default_settings()

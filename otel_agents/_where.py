@@ -66,6 +66,9 @@ def say_where_records_go(
 
 
 def _say(runtime: _runtime.Runtime, *, given_tracer: bool, given_meter: bool) -> None:
+    level = logging.DEBUG if multiprocessing_child() else logging.INFO
+    if level == logging.DEBUG and not logger.isEnabledFor(level):
+        return  # a job process's start: not worth composing a line nobody reads
     settings = runtime.settings
     parts = [f"service.name={settings.service_name!r}"]
     exported = False
@@ -101,7 +104,6 @@ def _say(runtime: _runtime.Runtime, *, given_tracer: bool, given_meter: bool) ->
         parts.append("metrics to the meter provider given")
         exported = True
     handled = logger.hasHandlers()
-    level = logging.DEBUG if multiprocessing_child() else logging.INFO
     logger.log(level, "otel_agents: recording; %s", "; ".join(parts))
     if not exported and not handled:
         logger.log(

@@ -42,6 +42,9 @@ Wrap = Callable[[Callable[..., Any]], Callable[..., Any]]
 
 _originals: dict[tuple[type, str], Callable[..., Any]] = {}
 _lock = threading.Lock()
+#: every wrap is in place: a job process forked from livekit's forkserver, which instrumented
+#: already, skips looking each target up again (a missing optional module is searched anew)
+_complete = False
 
 
 def _internal_error(where: n.Where) -> None:
@@ -101,6 +104,9 @@ def _wraps() -> list[tuple[str, str, str, Wrap]]:
 def instrument() -> None:
     """Wrap the base classes' constructors, ``AgentSession.start`` and ``AgentServer.run``
     (idempotent). The hooks record to ``otel_agents._runtime.current``."""
+    global _complete
+    if _complete:
+        return
     with _lock:
         # several wraps of one method (a stream's __init__) compose, in the order listed
         wrapped_now: set[tuple[type, str]] = set()
@@ -116,11 +122,14 @@ def instrument() -> None:
             _originals.setdefault(key, current)
             wrapped_now.add(key)
             setattr(cls, attribute, wrap(current))
+        _complete = True
 
 
 def uninstrument() -> None:
     """Restore the wrapped methods; handlers already attached become no-ops."""
+    global _complete
     with _lock:
+        _complete = False
         attempts.reset()
         never_events.unwrap_entries()
         for (cls, attribute), original in _originals.items():

@@ -20,9 +20,9 @@ from __future__ import annotations
 
 import itertools
 import math
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING, Any, Final
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, values
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, mmap_dict, values
 
 from .. import names as n
 from .._multiproc import liveness
@@ -87,6 +87,55 @@ def create_zero_series(metrics: Metrics) -> None:
                 family._series(labels)  # type: ignore[union-attr]
                 if mirror is not None:
                     mirror.add(0.0, dict(zip(spec.label_names, labels, strict=True)))
+
+
+#: prometheus_client's file key of each value made by :class:`Prebuilding`, by its arguments
+_keys: dict[tuple[Any, ...], str] = {}
+
+
+class Prebuilding(values.MutexValue):
+    """The in-memory values of families built in livekit's forkserver (``metrics.prebuild``).
+    Each remembers its key in a multiprocess file, which a job process would otherwise
+    json-encode again for each of its values (:func:`mmap_key`)."""
+
+    def __init__(
+        self,
+        typ: str,
+        metric_name: str,
+        name: str,
+        labelnames: Any,
+        labelvalues: Any,
+        help_text: str,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(typ, metric_name, name, labelnames, labelvalues, help_text, **kwargs)  # type: ignore[no-untyped-call]
+        key = (metric_name, name, tuple(labelnames), tuple(labelvalues), help_text)
+        _keys[key] = mmap_dict.mmap_key(metric_name, name, labelnames, labelvalues, help_text)
+        # read where prometheus_client's multiprocess values call it
+        values.mmap_key = mmap_key  # type: ignore[attr-defined]
+
+
+def mmap_key(metric_name: str, name: str, labelnames: Any, labelvalues: Any, help_text: str) -> str:
+    """prometheus_client's ``mmap_key``, remembered for the prebuilt families' values."""
+    try:
+        return _keys[metric_name, name, tuple(labelnames), tuple(labelvalues), help_text]
+    except (KeyError, TypeError):
+        return mmap_dict.mmap_key(metric_name, name, labelnames, labelvalues, help_text)
+
+
+def own_values(metrics: Metrics) -> None:
+    """Give families built in another process (livekit's forkserver: ``metrics.prebuild``) this
+    process's values. In multiprocess mode the unlabelled metrics' values are made again, in
+    this process's files (a labelled one makes its series on first use); in memory, the
+    forkserver's values, never used, are this process's already."""
+    if getattr(values.ValueClass, "_multiprocess", False):
+        for family in metrics.by_name.values():
+            metric = family._metric
+            if not metric._labelnames:
+                metric._metric_init()
+            elif metric._metrics:  # series made in memory there (no multiprocess directory)
+                family.clear()
+    create_zero_series(metrics)
 
 
 def build(spec: n.Metric, registry: CollectorRegistry) -> Family | LiveGauge | SetGauge | Histo:

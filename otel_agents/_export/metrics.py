@@ -19,7 +19,7 @@ import time
 from collections.abc import Callable
 from typing import Any, ClassVar, Final
 
-from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram, values
 
 from .. import names as n
 from . import build
@@ -365,34 +365,90 @@ class Metrics:
         self.prepared.clear()
         for spec in n.METRICS:
             metric = self.by_name[spec.name]
-            if meter is None:
-                metric._mirror = None
-            elif spec.kind == "counter":
-                metric._mirror = meter.create_counter(spec.otlp_name, description=spec.help)
-            elif isinstance(metric, SetGauge):
-                metric._mirror = meter.create_gauge(spec.otlp_name, description=spec.help)
-            elif spec.kind == "histogram":
-                metric._mirror = meter.create_histogram(
-                    spec.otlp_name,
-                    unit=spec.unit,
-                    description=spec.help,
-                    explicit_bucket_boundaries_advisory=list(spec.buckets),
-                )
-            else:
-                metric._mirror = meter.create_up_down_counter(spec.otlp_name, description=spec.help)
+            metric._mirror = None if meter is None else _Deferred(metric, meter, spec)
         build.create_zero_series(self)
+
+
+def _instrument(metric: Family | LiveGauge | Histo, meter: Any, spec: n.Metric) -> Any:
+    """The OTel instrument mirroring ``metric``."""
+    if spec.kind == "counter":
+        return meter.create_counter(spec.otlp_name, description=spec.help)
+    if isinstance(metric, SetGauge):
+        return meter.create_gauge(spec.otlp_name, description=spec.help)
+    if spec.kind == "histogram":
+        return meter.create_histogram(
+            spec.otlp_name,
+            unit=spec.unit,
+            description=spec.help,
+            explicit_bucket_boundaries_advisory=list(spec.buckets),
+        )
+    return meter.create_up_down_counter(spec.otlp_name, description=spec.help)
+
+
+_deferred_lock = threading.Lock()
+
+
+class _Deferred:
+    """A metric's OTel instrument, created on its first measurement: most of a job process's
+    metrics are never measured, and an instrument that was never measured exports nothing.
+
+    The first use of a method (``add``, ``record``, ``set``) creates the instrument, puts it in
+    the metric's ``_mirror`` and keeps its bound method here, for the callers that hold this
+    object (a prepared increment): from then on a call costs what the instrument's own does.
+    """
+
+    def __init__(self, metric: Family | LiveGauge | Histo, meter: Any, spec: n.Metric) -> None:
+        self._metric = metric
+        self._meter = meter
+        self._spec = spec
+        self._instrument: Any = None
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("_"):
+            raise AttributeError(name)
+        with _deferred_lock:
+            if self._instrument is None:
+                self._instrument = _instrument(self._metric, self._meter, self._spec)
+                if self._metric._mirror is self:
+                    self._metric._mirror = self._instrument
+            method = getattr(self._instrument, name)
+            setattr(self, name, method)
+        return method
 
 
 _metrics: Metrics | None = None
 _metrics_lock = threading.Lock()
+#: the families built once in livekit's forkserver (:func:`prebuild`), for its job processes
+_prebuilt: Metrics | None = None
 
 
 def get_metrics() -> Metrics:
     """The process-wide metrics, created on first use (after the env var can have been set)."""
-    global _metrics
+    global _metrics, _prebuilt
     if _metrics is None:
         with _metrics_lock:
             if _metrics is None:
                 build.fix_multiprocess_value_class()
-                _metrics = Metrics()
+                if _prebuilt is not None:
+                    build.own_values(_prebuilt)  # when it raises, the next call tries again
+                    _metrics, _prebuilt = _prebuilt, None
+                else:
+                    _metrics = Metrics()
     return _metrics
+
+
+def prebuild() -> None:
+    """Build the families in livekit's forkserver, once for every job process forked from it
+    (building them costs a job process more than giving them values). The forkserver writes no
+    metric file: the values made here are in memory, and each process that takes these
+    families gives them values of its own (:func:`build.own_values`)."""
+    global _prebuilt
+    with _metrics_lock:
+        if _metrics is not None or _prebuilt is not None:
+            return
+        value_class = values.ValueClass
+        values.ValueClass = build.Prebuilding
+        try:
+            _prebuilt = Metrics()
+        finally:
+            values.ValueClass = value_class

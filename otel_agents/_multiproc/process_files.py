@@ -35,7 +35,7 @@ def ensure_directory() -> None:
     later, in ``AgentServer.run``, and prometheus_client cannot create a file in a missing one).
     Never raises: a directory that cannot be made is reported by the first metric file."""
     directory = liveness.multiproc_dir()
-    if not directory:
+    if not directory or os.path.isdir(directory):
         return
     try:
         os.makedirs(directory, exist_ok=True)
