@@ -25,6 +25,11 @@ SCRIPT = textwrap.dedent(
         from otel_agents._export.metrics import get_metrics
         otel_agents.init()
         m = get_metrics()
+        directory = os.environ["PROMETHEUS_MULTIPROC_DIR"]
+        mine = lambda: sorted(f for f in os.listdir(directory) if f.endswith(f"_{os.getpid()}.db"))
+        before = mine()
+        unwritten = m.unanswered_turns.value()
+        after_read = mine()
         mirror = m.sessions_started._mirror
         m.sessions_started.inc(())
         m.sessions_started.inc(())
@@ -32,6 +37,9 @@ SCRIPT = textwrap.dedent(
         m.sessions_active.add(1)
         print(json.dumps({
             "pid": os.getpid(),
+            "files_before": before,
+            "files_after_read": after_read,
+            "unwritten": unwritten,
             "settings": isinstance(_runtime.current.settings, Settings),
             "mirror": type(mirror).__name__,
             "mirror_after": type(m.sessions_started._mirror).__name__,
@@ -44,7 +52,7 @@ SCRIPT = textwrap.dedent(
 
 
 def test_a_forked_job_process_writes_its_own_values(tmp_path: Path) -> None:
-    from prometheus_client import CollectorRegistry, multiprocess
+    from prometheus_client import CollectorRegistry, mmap_dict, multiprocess
 
     directory = tmp_path / "prom"
     directory.mkdir()
@@ -63,6 +71,17 @@ def test_a_forked_job_process_writes_its_own_values(tmp_path: Path) -> None:
     assert not [f for f in parent["forkserver_files"] if f.endswith(".db")]
     assert (directory / f"counter_{child['pid']}.db").exists()
     assert (directory / f"histogram_{child['pid']}.db").exists()
+    # its unlabelled metrics' entries are made by their first write: none at start, none for a
+    # read, and only the written histogram's in its file (the main process has them all at 0)
+    assert child["files_before"] == child["files_after_read"] == []
+    assert child["unwritten"] == 0.0
+    written = {
+        json.loads(key)[0]
+        for key, *_ in mmap_dict.MmapedDict.read_all_values_from_file(  # type: ignore[no-untyped-call]
+            str(directory / f"histogram_{child['pid']}.db")
+        )
+    }
+    assert written == {"otel_agents_response_latency_seconds"}
     assert child["settings"]
     # the OTel instrument was made by the first measurement, and replaced its stand-in
     assert child["mirror"] == "_Deferred"

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import threading
 from typing import TYPE_CHECKING, Any, Final
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, mmap_dict, values
@@ -125,17 +126,74 @@ def mmap_key(metric_name: str, name: str, labelnames: Any, labelvalues: Any, hel
 
 def own_values(metrics: Metrics) -> None:
     """Give families built in another process (livekit's forkserver: ``metrics.prebuild``) this
-    process's values. In multiprocess mode the unlabelled metrics' values are made again, in
-    this process's files (a labelled one makes its series on first use); in memory, the
-    forkserver's values, never used, are this process's already."""
-    if getattr(values.ValueClass, "_multiprocess", False):
-        for family in metrics.by_name.values():
-            metric = family._metric
-            if not metric._labelnames:
-                metric._metric_init()
-            elif metric._metrics:  # series made in memory there (no multiprocess directory)
-                family.clear()
+    process's values. In multiprocess mode the unlabelled metrics get values of this process
+    made at their first use (:func:`on_first_use`), as a labelled one makes each series; in
+    memory, the forkserver's values, never used, are this process's already."""
+    value_class = values.ValueClass
+    if getattr(value_class, "_multiprocess", False):
+        values.ValueClass = on_first_use(value_class)
+        try:
+            for family in metrics.by_name.values():
+                metric = family._metric
+                if not metric._labelnames:
+                    metric._metric_init()
+                elif metric._metrics:  # series made in memory there (no multiprocess directory)
+                    family.clear()
+        finally:
+            values.ValueClass = value_class
     create_zero_series(metrics)
+
+
+_first_use_lock = threading.Lock()
+
+
+def on_first_use(value_class: Any) -> type:
+    """A value class whose values are ``value_class`` values made at their first write.
+
+    A job process's unlabelled metrics would otherwise each write an entry at 0 in its
+    multiprocess files as the process starts (two histograms alone are 36 entries, and three
+    files to open), though most are never used and every one is already at 0 in the worker's
+    main process's files. Made at its first write, a value costs a job process what a labelled
+    series' first increment costs; from then on its methods are the real value's own. Reading
+    one never written is 0 and writes nothing.
+    """
+
+    class OnFirstUse:
+        _multiprocess = True
+
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            self._args, self._kwargs = args, kwargs
+            self._real: Any = None
+
+        def _made(self) -> Any:
+            real = self._real
+            if real is None:
+                with _first_use_lock:  # two values of one entry would each write their own
+                    real = self._real
+                    if real is None:
+                        real = value_class(*self._args, **self._kwargs)
+                        # from now on a call is the real value's own, with nothing in between
+                        vars(self).update(inc=real.inc, set=real.set, get=real.get)
+                        self._real = real
+            return real
+
+        def inc(self, amount: float) -> None:
+            self._made().inc(amount)
+
+        def set(self, value: float, timestamp: float | None = None) -> None:
+            self._made().set(value, timestamp)
+
+        def get(self) -> float:
+            real = self._real
+            return 0.0 if real is None else float(real.get())
+
+        def set_exemplar(self, exemplar: Any) -> None:
+            return None  # as prometheus_client's multiprocess values: no exemplars
+
+        def get_exemplar(self) -> None:
+            return None
+
+    return OnFirstUse
 
 
 def build(spec: n.Metric, registry: CollectorRegistry) -> Family | LiveGauge | SetGauge | Histo:
