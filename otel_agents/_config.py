@@ -298,12 +298,17 @@ def resolve(
         key = (*((type(a), a) for a in arguments), *(env.get(name) for name in _READ))
         try:
             hash(key)
-        except TypeError:
+        except Exception:  # an unhashable (or hostile) argument: resolved afresh, and judged
             key = None
     # only in a forked child: this process's own repeated call checks its directory again
     last = _resolved
-    if key is not None and last is not None and last[0] != os.getpid() and last[1] == key:
-        return last[2]
+    if key is not None and last is not None and last[0] != os.getpid():
+        try:
+            same = bool(last[1] == key)
+        except Exception:  # a hostile argument's __eq__
+            same = False
+        if same:
+            return last[2]
     settings = _resolve(*arguments, env=env)
     if key is not None:
         _resolved = (os.getpid(), key, settings)

@@ -227,3 +227,31 @@ def test_a_directory_no_one_can_write_is_refused_in_process() -> None:
     # /proc: creating a file there fails for root too
     with pytest.raises(ValueError, match=r"PROMETHEUS_MULTIPROC_DIR='/proc': expected a directory"):
         resolve({"PROMETHEUS_MULTIPROC_DIR": "/proc"})
+
+
+class _Unhashable:
+    """An argument whose __hash__ and __eq__ raise something other than TypeError."""
+
+    def __hash__(self) -> int:
+        raise RuntimeError("no hash")
+
+    def __eq__(self, other: object) -> bool:
+        raise RuntimeError("no eq")
+
+
+def test_a_hostile_argument_gets_the_settings_error_not_its_own(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # the forked-child cache of resolve() hashes and compares the arguments: a hostile one is
+    # resolved afresh, and judged there
+    defaults = {
+        "otlp_endpoint": None,
+        "metrics_port": None,
+        "metrics_host": "127.0.0.1",
+        "silence_timeout": None,
+        "capture_messages": None,
+    }
+    settings = _config.resolve(service_name=None, **defaults)  # type: ignore[arg-type]
+    monkeypatch.setattr(_config, "_resolved", (-1, _config._resolved[1], settings))  # type: ignore[index]
+    with pytest.raises(ValueError, match="service_name"):
+        _config.resolve(service_name=_Unhashable(), **defaults)  # type: ignore[arg-type]
