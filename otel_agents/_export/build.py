@@ -112,8 +112,6 @@ class Prebuilding(values.MutexValue):
         super().__init__(typ, metric_name, name, labelnames, labelvalues, help_text, **kwargs)  # type: ignore[no-untyped-call]
         key = (metric_name, name, tuple(labelnames), tuple(labelvalues), help_text)
         _keys[key] = mmap_dict.mmap_key(metric_name, name, labelnames, labelvalues, help_text)
-        # read where prometheus_client's multiprocess values call it
-        values.mmap_key = mmap_key  # type: ignore[attr-defined]
 
 
 def mmap_key(metric_name: str, name: str, labelnames: Any, labelvalues: Any, help_text: str) -> str:

@@ -452,3 +452,5 @@ def prebuild() -> None:
             _prebuilt = Metrics()
         finally:
             values.ValueClass = value_class
+        # where prometheus_client's multiprocess values read their keys: the remembered ones
+        values.mmap_key = build.mmap_key  # type: ignore[attr-defined]
