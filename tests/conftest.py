@@ -22,6 +22,18 @@ Series = testing.Series
 Telemetry = testing.Capture
 
 
+def clean_env(**extra: str) -> dict[str, str]:
+    """This process's environment without any OpenTelemetry or multiprocess setting (what a
+    test's child process must not inherit), plus ``extra``."""
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("OTEL_", "PROMETHEUS_MULTIPROC")) and k != "prometheus_multiproc_dir"
+    }
+    env.update(extra)
+    return env
+
+
 def session_series(
     *,
     reason: str = "user_initiated",

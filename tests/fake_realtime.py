@@ -143,20 +143,9 @@ class FakeRealtimeSession(QuietRealtimeSession):
 
     # --- what the server does --------------------------------------------------------------
 
-    def _emit_error(self, error: Exception, *, recoverable: bool) -> None:
-        self.emit(
-            "error",
-            llm.RealtimeModelError(
-                timestamp=time.time(),
-                label=self.realtime_model.label,
-                error=error,
-                recoverable=recoverable,
-            ),
-        )
-
     def _fail(self, step: Refused | FailedResponse) -> None:
         # a fatal error is raised in the receive loop; the reconnect loop emits it unrecoverable
-        self._emit_error(step.error(), recoverable=not step.fatal)
+        self.emit_error(step.error(), recoverable=not step.fatal)
 
     def _create_response(self, step: Step, *, user_initiated: bool) -> llm.GenerationCreatedEvent:
         self._responses += 1

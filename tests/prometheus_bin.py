@@ -91,6 +91,68 @@ def alertmanager() -> Path:
 _AM_ASSETS = b"/usr/share/prometheus/alertmanager"
 
 
+def alert_states(
+    config: Path,
+    data: Path,
+    alerts: list[dict[str, str]],
+    want: dict[tuple[str, ...], str],
+    key: tuple[str, ...],
+    timeout: float = 120.0,
+) -> None:
+    """Start the real Alertmanager on ``config``, add ``alerts`` with the real ``amtool``, and
+    wait until every alert's state (``active``, ``suppressed``), by its ``key`` labels, is what
+    ``want`` says; fails with the states seen when ``timeout`` (a bound on waiting, not a
+    measurement) runs out."""
+    import json
+    import socket
+    import time
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    url = f"--alertmanager.url=http://127.0.0.1:{port}/"
+    server = subprocess.Popen(
+        [
+            str(alertmanager()),
+            f"--config.file={config}",
+            f"--storage.path={data}",
+            f"--web.listen-address=127.0.0.1:{port}",
+            "--cluster.listen-address=",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+    def am(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [str(amtool()), *args, url], capture_output=True, text=True, timeout=60, check=False
+        )
+
+    def states() -> dict[tuple[str, ...], str]:
+        out = am("alert", "query", "--inhibited", "--active", "-o", "json")
+        assert out.returncode == 0, out.stdout + out.stderr
+        return {
+            tuple(a["labels"][k] for k in key): a["status"]["state"] for a in json.loads(out.stdout)
+        }
+
+    try:
+        deadline = time.monotonic() + timeout
+        while am("config", "show").returncode != 0:
+            assert server.poll() is None, server.communicate()[1]
+            assert time.monotonic() < deadline, "alertmanager did not start"
+            time.sleep(0.1)
+        for labels in alerts:
+            out = am("alert", "add", *(f"{k}={v}" for k, v in labels.items()))
+            assert out.returncode == 0, out.stdout + out.stderr
+        while (got := states()) != want:
+            assert time.monotonic() < deadline, got
+            time.sleep(0.2)
+    finally:
+        server.terminate()
+        server.communicate(timeout=60)
+
+
 def _private_link(target: Path) -> Path:
     """``/tmp/oa<uid>/<hash of target>`` -> ``target``: a short path only this user controls."""
     private = Path(f"/tmp/oa{os.getuid()}")

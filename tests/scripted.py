@@ -364,18 +364,6 @@ class ScriptedRealtimeModel(llm.RealtimeModel):
 
 
 class ScriptedRealtimeSession(QuietRealtimeSession):
-    def emit_error(self, error: Exception, *, recoverable: bool) -> None:
-        """Emit an error the way livekit's openai realtime session does (``_emit_error``)."""
-        self.emit(
-            "error",
-            llm.RealtimeModelError(
-                timestamp=time.time(),
-                label=self.realtime_model.label,
-                error=error,
-                recoverable=recoverable,
-            ),
-        )
-
     def generate_reply(self, **kwargs: Any) -> asyncio.Future[llm.GenerationCreatedEvent]:
         return asyncio.get_running_loop().create_future()  # never answered
 

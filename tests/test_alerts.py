@@ -13,9 +13,7 @@ from __future__ import annotations
 
 import json
 import re
-import socket
 import subprocess
-import time
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
@@ -48,7 +46,7 @@ from dashboards.config import (
 )
 from otel_agents import names as n
 
-from prometheus_bin import alertmanager, amtool, promtool
+from prometheus_bin import alert_states, amtool, promtool
 
 DASHBOARDS = Path(alerts.__file__).resolve().parent
 RULES = DASHBOARDS / "alerts.yml"
@@ -678,53 +676,13 @@ def test_alertmanager_inhibits_symptoms_while_their_cause_fires(tmp_path: Path) 
         ({"alertname": DEAD_TURNS, "job": "c", "severity": "warning"}, "suppressed"),
         ({"alertname": RATE_LIMITED, "job": "c", "severity": "warning"}, "active"),
     ]
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    url = f"--alertmanager.url=http://127.0.0.1:{port}/"
-    server = subprocess.Popen(
-        [
-            str(alertmanager()),
-            f"--config.file={ALERTMANAGER_CONFIG}",
-            f"--storage.path={tmp_path / 'data'}",
-            f"--web.listen-address=127.0.0.1:{port}",
-            "--cluster.listen-address=",
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
+    alert_states(
+        ALERTMANAGER_CONFIG,
+        tmp_path / "data",
+        [labels for labels, _ in posted],
+        {(labels["alertname"], labels["job"]): state for labels, state in posted},
+        key=("alertname", "job"),
     )
-
-    def am(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [str(amtool()), *args, url], capture_output=True, text=True, timeout=60, check=False
-        )
-
-    try:
-        deadline = time.monotonic() + 120  # a bound on waiting, not a measurement
-        while am("config", "show").returncode != 0:
-            assert server.poll() is None, server.communicate()[1]
-            assert time.monotonic() < deadline, "alertmanager did not start"
-            time.sleep(0.1)
-        for labels, _ in posted:
-            out = am("alert", "add", *(f"{k}={v}" for k, v in labels.items()))
-            assert out.returncode == 0, out.stdout + out.stderr
-        want = {(labels["alertname"], labels["job"]): state for labels, state in posted}
-
-        def states() -> dict[tuple[str, str], str]:
-            out = am("alert", "query", "--inhibited", "--active", "-o", "json")
-            assert out.returncode == 0, out.stdout + out.stderr
-            return {
-                (a["labels"]["alertname"], a["labels"]["job"]): a["status"]["state"]
-                for a in json.loads(out.stdout)
-            }
-
-        while (got := states()) != want:
-            assert time.monotonic() < deadline, got
-            time.sleep(0.2)
-    finally:
-        server.terminate()
-        server.communicate(timeout=60)
 
 
 # --- fleets ------------------------------------------------------------------------------------

@@ -4,7 +4,6 @@ naming the variable for any value of any variable it reads, and never anything e
 
 from __future__ import annotations
 
-import os
 import socket
 import subprocess
 import sys
@@ -15,6 +14,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from otel_agents import _config
+
+from conftest import clean_env
 
 RUN_TIMEOUT = 120.0
 
@@ -34,16 +35,6 @@ VARIABLES = (
 
 def command(*args: str) -> list[str]:
     return [sys.executable, "-m", "otel_agents", *args]
-
-
-def clean_env(**extra: str) -> dict[str, str]:
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if not k.startswith(("OTEL_", "PROMETHEUS_MULTIPROC")) and k != "prometheus_multiproc_dir"
-    }
-    env.update(extra)
-    return env
 
 
 def _cases(tmp: Path) -> dict[str, tuple[list[str], dict[str, str], str]]:

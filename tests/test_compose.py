@@ -33,7 +33,7 @@ from urllib.parse import urlsplit
 
 import yaml
 
-from .prometheus_bin import alertmanager, amtool, promtool
+from .prometheus_bin import alert_states, alertmanager, amtool, promtool
 
 ROOT = Path(__file__).resolve().parent.parent
 COMPOSE = ROOT / "docker-compose.yml"
@@ -364,61 +364,23 @@ def test_alertmanager_quiets_credits_low_while_credits_run_out_or_are_exhausted(
     tmp_path: Path,
 ) -> None:
     """The real server on the shipped config, fed and read back with the real ``amtool``."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    url = f"--alertmanager.url=http://127.0.0.1:{port}/"
-    server = subprocess.Popen(
-        [
-            str(alertmanager()),
-            f"--config.file={EXPORTERS / 'alertmanager.yml'}",
-            f"--storage.path={tmp_path / 'data'}",
-            f"--web.listen-address=127.0.0.1:{port}",
-            "--cluster.listen-address=",
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        deadline = time.monotonic() + TIMEOUT_S
-        while run([str(amtool()), "config", "show", url]).returncode != 0:
-            assert server.poll() is None, server.communicate()[1]
-            assert time.monotonic() < deadline, "alertmanager did not start"
-            time.sleep(0.1)
-        for labels, _ in _CREDIT_ALERTS:
-            severity = "warning" if labels["alertname"].endswith("Low") else "critical"
-            extra = {"dimension": "credits", "severity": severity}
-            out = run(
-                [str(amtool()), "alert", "add", url]
-                + [f"{k}={v}" for k, v in {**labels, **extra}.items()]
-            )
-            assert out.returncode == 0, out.stdout + out.stderr
-
-        def states() -> dict[tuple[str, str, str], str]:
-            out = run(
-                [str(amtool()), "alert", "query", url, "--inhibited", "--active", "-o", "json"]
-            )
-            assert out.returncode == 0, out.stdout + out.stderr
-            return {
-                (a["labels"]["alertname"], a["labels"]["job"], a["labels"]["provider"]): a[
-                    "status"
-                ]["state"]
-                for a in json.loads(out.stdout)
-            }
-
-        want = {
+    alerts = []
+    for labels, _ in _CREDIT_ALERTS:
+        severity = "warning" if labels["alertname"].endswith("Low") else "critical"
+        alerts.append({**labels, "dimension": "credits", "severity": severity})
+    alert_states(
+        EXPORTERS / "alertmanager.yml",
+        tmp_path / "data",
+        alerts,
+        {
             (labels["alertname"], labels["job"], labels["provider"]): (
                 "suppressed" if muted else "active"
             )
             for labels, muted in _CREDIT_ALERTS
-        }
-        while (got := states()) != want:
-            assert time.monotonic() < deadline, got
-            time.sleep(0.2)
-    finally:
-        server.terminate()
-        server.communicate(timeout=TIMEOUT_S)
+        },
+        key=("alertname", "job", "provider"),
+        timeout=TIMEOUT_S,
+    )
 
 
 # --- the collector and Tempo (structure only: no binaries here) ----------------------------------

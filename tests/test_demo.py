@@ -8,7 +8,6 @@ script must produce, derived here by hand from the script, scenario by scenario.
 
 from __future__ import annotations
 
-import os
 import queue
 import re
 import signal
@@ -28,6 +27,7 @@ from otel_agents import names as n
 from otel_agents.demo.gateway import DEFAULT_RPM_LIMIT, DEFAULT_TPM_LIMIT
 from otel_agents.demo.tracefile import read_spans
 
+from conftest import clean_env
 from otlp import OtlpReceiver
 
 RUN_TIMEOUT = 90.0
@@ -47,16 +47,6 @@ Labels = tuple[tuple[str, str], ...]
 
 def demo_command(*args: str) -> list[str]:
     return [sys.executable, "-m", "otel_agents", "demo", *args]
-
-
-def clean_env(**extra: str) -> dict[str, str]:
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if not k.startswith(("OTEL_", "PROMETHEUS_MULTIPROC")) and k != "prometheus_multiproc_dir"
-    }
-    env.update(extra)
-    return env
 
 
 def scrape_samples(text: str) -> dict[tuple[str, Labels], float]:

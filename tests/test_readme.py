@@ -26,7 +26,6 @@ from __future__ import annotations
 import argparse
 import inspect
 import json
-import os
 import re
 import shlex
 import subprocess
@@ -36,6 +35,8 @@ from pathlib import Path
 
 import pytest
 import yaml
+
+from conftest import clean_env
 
 ROOT = Path(__file__).resolve().parent.parent
 README = ROOT / "README.md"
@@ -120,15 +121,6 @@ def test_the_parser_finds_fences_and_directives() -> None:
 # --- python ------------------------------------------------------------------------------------
 
 
-def _clean_env(**extra: str) -> dict[str, str]:
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if not k.startswith(("OTEL_", "PROMETHEUS_MULTIPROC")) and k != "prometheus_multiproc_dir"
-    }
-    return {**env, **extra}
-
-
 @pytest.mark.parametrize("block", _blocks("python"), ids=lambda b: b.id)
 def test_every_python_block_runs_and_records(block: Block, tmp_path: Path) -> None:
     kinds = dict(block.directives)
@@ -137,7 +129,7 @@ def test_every_python_block_runs_and_records(block: Block, tmp_path: Path) -> No
     done = subprocess.run(
         [sys.executable, str(HARNESS), str(source), "module" if "module" in kinds else "script"],
         cwd=tmp_path,
-        env=_clean_env(),
+        env=clean_env(),
         capture_output=True,
         text=True,
         timeout=180,

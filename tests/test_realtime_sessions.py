@@ -444,7 +444,7 @@ async def test_error_between_turns_is_not_final(telemetry, outcomes) -> None:
     listens): livekit's realtime session may still recover; nothing dies."""
     async with Run(telemetry, [Reply("hi")]) as run:
         await run.ask("hello")
-        run.rt._emit_error(rate_limit_error(), recoverable=True)
+        run.rt.emit_error(rate_limit_error(), recoverable=True)
         await run.ask("again")
 
     assert outcomes == ["answered", "answered"]

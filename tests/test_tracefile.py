@@ -11,9 +11,10 @@ from pathlib import Path
 
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
-from test_cli_errors import clean_env
 
 from otel_agents.demo.tracefile import OtlpJsonFileExporter, read_spans
+
+from conftest import clean_env
 
 CAP = 20_000
 

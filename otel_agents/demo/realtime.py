@@ -154,6 +154,18 @@ class QuietRealtimeSession(llm.RealtimeSession[Any]):
     def truncate(self, **kwargs: Any) -> None:
         pass
 
+    def emit_error(self, error: Exception, *, recoverable: bool) -> None:
+        """Emit ``error`` the way livekit's realtime plugins do (openai's ``_emit_error``)."""
+        self.emit(
+            "error",
+            llm.RealtimeModelError(
+                timestamp=time.time(),
+                label=self.realtime_model.label,
+                error=error,
+                recoverable=recoverable,
+            ),
+        )
+
     async def aclose(self) -> None:
         # a task cancelled here cannot outlive the session it speaks for
         for task in list(self._tasks):
@@ -176,15 +188,7 @@ class DemoRealtimeSession(QuietRealtimeSession):
             if isinstance(step, Rejected):
                 error = quota_error(step)
                 fut.set_exception(llm.RealtimeError(str(error)))
-                self.emit(
-                    "error",
-                    llm.RealtimeModelError(
-                        timestamp=time.time(),
-                        label=self.realtime_model.label,
-                        error=error,
-                        recoverable=True,
-                    ),
-                )
+                self.emit_error(error, recoverable=True)
                 return
             ev = self._answer(step)
             fut.set_result(ev)
